@@ -1,0 +1,420 @@
+//! Postwarden's reconcile engine.
+//!
+//! ```text
+//! desired (profile × client knowledge)  ┐
+//! observe(locations)          [store]   ├─> findings ─> plan ─> apply [store] ─> observe [store]
+//!                                       ┘                                          └─> outcomes
+//! ```
+//!
+//! Everything here is pure: the engine touches mail-client configuration only through the
+//! [`Store`] trait, which each client backend implements at the edge. Audit never writes: a plan
+//! holds actions only for enforce-mode controls of an `apply` run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use postwarden_profiles::report::{Client, Finding, Status};
+use postwarden_profiles::Mode;
+use serde_json::{json, Value as Json};
+
+/// A setting's value as a client stores it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Value {
+    /// Nothing is stored (and no default applies).
+    Absent,
+    Bool(bool),
+    Int(i64),
+    Text(String),
+    /// A secret: only its description is kept, e.g. `"password, 24 bytes"`.
+    Redacted(String),
+}
+
+impl Value {
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Absent => Json::Null,
+            Value::Bool(b) => json!(b),
+            Value::Int(i) => json!(i),
+            Value::Text(s) => json!(s),
+            Value::Redacted(what) => json!(format!("<redacted: {what}>")),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Absent => f.write_str("(not set)"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Text(s) => write!(f, "{s:?}"),
+            Value::Redacted(what) => write!(f, "<redacted: {what}>"),
+        }
+    }
+}
+
+/// What a control wants of one setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly this value.
+    Equals(Value),
+    /// Any of `accepted`; drift is repaired to `repair` (which must be one of them).
+    OneOf { accepted: Vec<Value>, repair: Value },
+    /// Nothing stored here (e.g. no saved password).
+    Absent,
+    /// The setting is held by the client's native lock.
+    Locked,
+}
+
+impl Expect {
+    pub fn is_met(&self, obs: &Observation) -> bool {
+        match self {
+            Expect::Equals(v) => obs.value == *v,
+            Expect::OneOf { accepted, .. } => accepted.contains(&obs.value),
+            Expect::Absent => obs.value == Value::Absent,
+            Expect::Locked => obs.locked,
+        }
+    }
+
+    /// The value a repair writes, `None` for a lock-only expectation.
+    fn repair_value(&self) -> Option<Value> {
+        match self {
+            Expect::Equals(v) => Some(v.clone()),
+            Expect::OneOf { repair, .. } => Some(repair.clone()),
+            Expect::Absent => Some(Value::Absent),
+            Expect::Locked => None,
+        }
+    }
+
+    /// The `expected` field of a finding (see the report contract).
+    pub fn to_json(&self) -> Json {
+        match self {
+            Expect::Equals(v) => v.to_json(),
+            Expect::OneOf { accepted, .. } => {
+                json!({ "one_of": accepted.iter().map(Value::to_json).collect::<Vec<_>>() })
+            }
+            Expect::Absent => Json::Null,
+            Expect::Locked => json!("locked"),
+        }
+    }
+
+    fn actual_json(&self, obs: &Observation) -> Json {
+        match self {
+            Expect::Locked => json!(if obs.locked { "locked" } else { "unlocked" }),
+            _ => obs.value.to_json(),
+        }
+    }
+}
+
+/// Where a setting is and which control wants what of it. Client mappings produce these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired<L> {
+    /// The control id (or `raw.<client>` for raw settings).
+    pub control: String,
+    pub client: Client,
+    pub scope: String,
+    pub target: String,
+    pub location: L,
+    pub expect: Expect,
+    pub mode: Mode,
+    /// Context for the report, e.g. what the client cannot check.
+    pub note: Option<String>,
+}
+
+/// A control that a client cannot enforce, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplicable {
+    pub control: String,
+    pub client: Client,
+    pub scope: String,
+    pub target: String,
+    pub reason: String,
+}
+
+/// A setting as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The effective value, after the client's own rules (locks, user values, defaults).
+    pub value: Value,
+    /// Held by the client's native lock.
+    pub locked: bool,
+    /// The client is running and has not loaded this value yet; it applies at its next start.
+    pub stale: bool,
+}
+
+impl Observation {
+    pub fn new(value: Value) -> Observation {
+        Observation {
+            value,
+            locked: false,
+            stale: false,
+        }
+    }
+}
+
+/// One change for the store to make at one location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action<L> {
+    pub location: L,
+    /// The value to make effective (`Absent`: remove what is stored).
+    pub value: Value,
+    /// Also hold it with the client's native lock.
+    pub lock: bool,
+}
+
+/// What a store is asked to change. Empty for audit-mode controls and for `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan<L> {
+    pub actions: Vec<Action<L>>,
+}
+
+impl<L> Plan<L> {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+/// Observations keyed by location.
+pub type Observed<L> = BTreeMap<L, Observation>;
+
+/// Why a store could not carry out (part of) an action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failure {
+    /// The value could not be written.
+    pub value: Option<String>,
+    /// The value was written but could not be locked.
+    pub lock: Option<String>,
+}
+
+impl Failure {
+    pub fn value(reason: impl Into<String>) -> Failure {
+        Failure {
+            value: Some(reason.into()),
+            lock: None,
+        }
+    }
+
+    pub fn lock(reason: impl Into<String>) -> Failure {
+        Failure {
+            value: None,
+            lock: Some(reason.into()),
+        }
+    }
+}
+
+/// Per-location failures of an apply.
+pub type Failures<L> = BTreeMap<L, Failure>;
+
+/// The edge between the engine and one mail client's configuration.
+pub trait Store {
+    /// Where a setting lives (a pref of a profile, a registry value, a plist key, ...).
+    /// `Display` names the setting in findings.
+    type Location: Ord + Clone + fmt::Debug + fmt::Display;
+    type Error;
+
+    /// Reads the effective state of these locations.
+    fn observe(
+        &mut self,
+        locations: &[Self::Location],
+    ) -> Result<Observed<Self::Location>, Self::Error>;
+
+    /// Makes the plan's changes. A location that could not be changed is reported in the
+    /// returned map; an `Err` means nothing further can be trusted and the run stops.
+    fn apply(
+        &mut self,
+        plan: &Plan<Self::Location>,
+    ) -> Result<Failures<Self::Location>, Self::Error>;
+}
+
+/// Whether a run may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Read only, whatever the profile's mode.
+    Check,
+    /// Repair enforce-mode drift.
+    Apply,
+}
+
+fn missing() -> Observation {
+    Observation::new(Value::Absent)
+}
+
+/// Turns drift into actions: one per location, for enforce-mode controls only.
+pub fn plan<L: Ord + Clone>(desired: &[Desired<L>], observed: &Observed<L>) -> Plan<L> {
+    let mut by_location: BTreeMap<&L, (Option<Value>, bool)> = BTreeMap::new();
+    for d in desired.iter().filter(|d| d.mode == Mode::Enforce) {
+        let fallback = missing();
+        let obs = observed.get(&d.location).unwrap_or(&fallback);
+        if d.expect.is_met(obs) {
+            continue;
+        }
+        let entry = by_location.entry(&d.location).or_insert((None, false));
+        match d.expect.repair_value() {
+            Some(v) => {
+                entry.0.get_or_insert(v);
+            }
+            None => entry.1 = true,
+        }
+    }
+    let actions = by_location
+        .into_iter()
+        .map(|(location, (value, lock))| {
+            // A lock-only action locks the value in force; it is compliant, or the value control
+            // would have asked for a repair value above.
+            let value = value.unwrap_or_else(|| {
+                observed
+                    .get(location)
+                    .map_or(Value::Absent, |o| o.value.clone())
+            });
+            // Locks go with values that a control enforces: lock them too if any lock is wanted.
+            let lock = lock
+                || desired.iter().any(|d| {
+                    d.location == *location && d.mode == Mode::Enforce && d.expect == Expect::Locked
+                });
+            Action {
+                location: location.clone(),
+                value,
+                lock,
+            }
+        })
+        .collect();
+    Plan { actions }
+}
+
+/// Computes the outcome of every desired setting. `after` is the observation taken after
+/// applying (`None` for a check, or when nothing was applied).
+pub fn outcomes<L: Ord + Clone + fmt::Display>(
+    intent: Intent,
+    desired: &[Desired<L>],
+    before: &Observed<L>,
+    after: Option<&Observed<L>>,
+    failures: &Failures<L>,
+    not_applicable: &[NotApplicable],
+) -> Vec<Finding> {
+    let mut findings = Vec::with_capacity(desired.len() + not_applicable.len());
+    for d in desired {
+        let fallback = missing();
+        let was = before.get(&d.location).unwrap_or(&fallback);
+        let now = after.and_then(|a| a.get(&d.location)).unwrap_or(was);
+        let mut previous = None;
+        let (status, reason, shown) = if d.expect.is_met(was) {
+            if was.stale {
+                (
+                    Status::PendingRestart,
+                    Some("the running client has not loaded this value yet; it applies at its next start".to_owned()),
+                    was,
+                )
+            } else {
+                (Status::Compliant, None, was)
+            }
+        } else if intent == Intent::Check || d.mode == Mode::Audit {
+            (Status::Drifted, None, was)
+        } else if let Some(why) = failures.get(&d.location).and_then(|f| match d.expect {
+            Expect::Locked => f.lock.as_ref(),
+            _ => f.value.as_ref(),
+        }) {
+            (Status::Failed, Some(why.clone()), now)
+        } else if d.expect.is_met(now) {
+            previous = Some(d.expect.actual_json(was));
+            if now.stale {
+                (
+                    Status::PendingRestart,
+                    Some("written; the client reads it at its next start".to_owned()),
+                    now,
+                )
+            } else {
+                (Status::Repaired, None, now)
+            }
+        } else {
+            (
+                Status::Failed,
+                Some(format!(
+                    "the change did not take effect: read back {}",
+                    display_json(&d.expect.actual_json(now))
+                )),
+                now,
+            )
+        };
+        findings.push(Finding {
+            control: d.control.clone(),
+            client: d.client,
+            scope: d.scope.clone(),
+            target: d.target.clone(),
+            setting: Some(d.location.to_string()),
+            status,
+            expected: d.expect.to_json(),
+            actual: d.expect.actual_json(shown),
+            previous,
+            locked: match d.expect {
+                Expect::Locked => None,
+                _ => Some(shown.locked),
+            },
+            reason,
+            note: d.note.clone(),
+        });
+    }
+    for na in not_applicable {
+        findings.push(Finding {
+            control: na.control.clone(),
+            client: na.client,
+            scope: na.scope.clone(),
+            target: na.target.clone(),
+            setting: None,
+            status: Status::NotApplicable,
+            expected: Json::Null,
+            actual: Json::Null,
+            previous: None,
+            locked: None,
+            reason: Some(na.reason.clone()),
+            note: None,
+        });
+    }
+    findings
+}
+
+fn display_json(v: &Json) -> String {
+    postwarden_profiles::report::display_value(v)
+}
+
+/// One reconcile step: observe, plan, apply (for [`Intent::Apply`] with a non-empty plan),
+/// observe again, and compute outcomes. A write that did not stick is a failure, not a repair.
+pub fn reconcile<S: Store>(
+    store: &mut S,
+    intent: Intent,
+    desired: &[Desired<S::Location>],
+    not_applicable: &[NotApplicable],
+) -> Result<Vec<Finding>, S::Error> {
+    let mut locations: Vec<S::Location> = desired.iter().map(|d| d.location.clone()).collect();
+    locations.sort();
+    locations.dedup();
+    let before = store.observe(&locations)?;
+    let plan = match intent {
+        Intent::Check => Plan {
+            actions: Vec::new(),
+        },
+        Intent::Apply => plan(desired, &before),
+    };
+    if plan.is_empty() {
+        return Ok(outcomes(
+            intent,
+            desired,
+            &before,
+            None,
+            &Failures::new(),
+            not_applicable,
+        ));
+    }
+    let failures = store.apply(&plan)?;
+    let after = store.observe(&locations)?;
+    Ok(outcomes(
+        intent,
+        desired,
+        &before,
+        Some(&after),
+        &failures,
+        not_applicable,
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,384 @@
+//! Where each control lives in Thunderbird: pure knowledge, tested on any OS.
+//!
+//! For every Thunderbird profile found, each control becomes one [`Desired`] setting per object
+//! it concerns (incoming server, identity, SMTP server, or the profile as a whole), or a
+//! [`NotApplicable`] with the reason. With `settings-locked`, every setting that an enforce-mode
+//! control wants is also wanted locked.
+
+use std::fmt;
+
+use postwarden_engine::{Desired, Expect, NotApplicable, Value};
+use postwarden_profiles::report::{Client, RAW_THUNDERBIRD};
+use postwarden_profiles::{
+    Control, ControlId, ControlValue, Mode, Profile, RawValue, TlsMinimum, Vars,
+};
+
+use super::accounts::Accounts;
+
+/// Where a Thunderbird setting lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TbLocation {
+    /// A pref of the profile with this index in the inventory, as Thunderbird resolves it.
+    Pref { profile: usize, name: String },
+    /// The saved mail passwords in the profile's `logins.json`.
+    StoredPasswords { profile: usize },
+    /// The machine-wide `Handlers` policy for a file extension.
+    Handler { ext: String },
+}
+
+impl fmt::Display for TbLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TbLocation::Pref { name, .. } => f.write_str(name),
+            TbLocation::StoredPasswords { .. } => f.write_str("logins.json (saved mail passwords)"),
+            TbLocation::Handler { ext } => write!(f, "Handlers policy for .{ext}"),
+        }
+    }
+}
+
+/// What the mapping needs to know about one Thunderbird profile.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileView<'a> {
+    /// Shown as the findings' scope, e.g. the profile directory.
+    pub scope: &'a str,
+    pub accounts: &'a Accounts,
+}
+
+/// A control whose template could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: field `controls.{control}.value`: {message}")]
+pub struct MappingError {
+    pub origin: String,
+    pub control: ControlId,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Mapped {
+    pub desired: Vec<Desired<TbLocation>>,
+    pub not_applicable: Vec<NotApplicable>,
+}
+
+const SOCKET_STARTTLS: i64 = 2;
+const SOCKET_TLS: i64 = 3;
+/// `nsMsgAuthMethod`: 1 is "no authentication"; every other method authenticates.
+const AUTH_NONE: i64 = 1;
+const AUTH_PASSWORD: i64 = 3;
+const AUTH_METHODS: &[i64] = &[2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+const SCANNING_NOTE: &str = "Thunderbird writes each new message to a temporary file first, so \
+the on-access virus scanner can quarantine it before it reaches the mailbox; whether a scanner \
+runs on this endpoint is not checked by this control";
+const HANDLER_NOTE: &str = "Thunderbird applies the Handlers policy at every start; a user can \
+change the choice only until the next start";
+const BLOCK_REASON: &str = "Thunderbird has no setting or policy that blocks attachments by file \
+type; block these types on the mail server or gateway (content filter, ZIP archives included)";
+
+/// The connection security to repair to: implicit TLS on the well-known TLS ports, STARTTLS
+/// elsewhere, so the server's port stays right.
+fn tls_repair(minimum: TlsMinimum, port: Option<i64>, tls_ports: &[i64]) -> Value {
+    match minimum {
+        TlsMinimum::Tls => Value::Int(SOCKET_TLS),
+        TlsMinimum::Starttls if port.is_some_and(|p| tls_ports.contains(&p)) => {
+            Value::Int(SOCKET_TLS)
+        }
+        TlsMinimum::Starttls => Value::Int(SOCKET_STARTTLS),
+    }
+}
+
+fn tls_accepted(minimum: TlsMinimum) -> Vec<Value> {
+    match minimum {
+        TlsMinimum::Starttls => vec![Value::Int(SOCKET_STARTTLS), Value::Int(SOCKET_TLS)],
+        TlsMinimum::Tls => vec![Value::Int(SOCKET_TLS)],
+    }
+}
+
+fn raw_to_value(v: &RawValue) -> Value {
+    match v {
+        RawValue::Bool(b) => Value::Bool(*b),
+        RawValue::Int(i) => Value::Int(*i),
+        RawValue::Text(s) => Value::Text(s.clone()),
+    }
+}
+
+struct Builder<'a> {
+    out: Mapped,
+    control: &'a Control,
+    scope: &'a str,
+}
+
+impl Builder<'_> {
+    fn want(&mut self, target: String, location: TbLocation, expect: Expect, note: Option<&str>) {
+        self.out.desired.push(Desired {
+            control: self.control.id.as_str().to_owned(),
+            client: Client::Thunderbird,
+            scope: self.scope.to_owned(),
+            target,
+            location,
+            expect,
+            mode: self.control.mode,
+            note: note.map(str::to_owned),
+        });
+    }
+
+    fn not_applicable(&mut self, target: &str, reason: impl Into<String>) {
+        self.out.not_applicable.push(NotApplicable {
+            control: self.control.id.as_str().to_owned(),
+            client: Client::Thunderbird,
+            scope: self.scope.to_owned(),
+            target: target.to_owned(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Maps `profile` onto the Thunderbird profiles found. `policy_scope` names the machine-wide
+/// policy file for settings that live only there.
+pub fn map(
+    profile: &Profile,
+    vars: &Vars,
+    views: &[ProfileView<'_>],
+    policy_scope: &str,
+) -> Result<Mapped, MappingError> {
+    let mut out = Mapped::default();
+    for control in &profile.controls {
+        if control.id == ControlId::SettingsLocked {
+            continue;
+        }
+        // Settings that exist once per machine, not per profile.
+        if let ControlValue::AttachmentsSaveBeforeOpen { extensions } = &control.value {
+            if !views.is_empty() {
+                let mut b = Builder {
+                    out,
+                    control,
+                    scope: policy_scope,
+                };
+                for ext in extensions {
+                    b.want(
+                        format!("attachments .{ext}"),
+                        TbLocation::Handler { ext: ext.0.clone() },
+                        Expect::Equals(Value::Text("saveToDisk".into())),
+                        Some(HANDLER_NOTE),
+                    );
+                }
+                out = b.out;
+            }
+            continue;
+        }
+        for (index, view) in views.iter().enumerate() {
+            let mut b = Builder {
+                out,
+                control,
+                scope: view.scope,
+            };
+            map_control(&mut b, index, view, vars)?;
+            out = b.out;
+        }
+    }
+
+    if let Some(raw) = &profile.raw_thunderbird {
+        for (index, view) in views.iter().enumerate() {
+            for (name, value) in &raw.prefs {
+                out.desired.push(Desired {
+                    control: RAW_THUNDERBIRD.to_owned(),
+                    client: Client::Thunderbird,
+                    scope: view.scope.to_owned(),
+                    target: "profile".to_owned(),
+                    location: TbLocation::Pref {
+                        profile: index,
+                        name: name.clone(),
+                    },
+                    expect: Expect::Equals(raw_to_value(value)),
+                    mode: raw.mode,
+                    note: None,
+                });
+            }
+        }
+    }
+
+    if let Some(lock) = profile.control(ControlId::SettingsLocked) {
+        let locks: Vec<Desired<TbLocation>> = out
+            .desired
+            .iter()
+            .filter(|d| d.mode == Mode::Enforce && matches!(d.location, TbLocation::Pref { .. }))
+            .map(|d| Desired {
+                control: lock.id.as_str().to_owned(),
+                expect: Expect::Locked,
+                mode: lock.mode,
+                note: None,
+                ..d.clone()
+            })
+            .collect();
+        out.desired.extend(locks);
+    }
+    Ok(out)
+}
+
+fn map_control(
+    b: &mut Builder<'_>,
+    index: usize,
+    view: &ProfileView<'_>,
+    vars: &Vars,
+) -> Result<(), MappingError> {
+    let pref = |name: String| TbLocation::Pref {
+        profile: index,
+        name,
+    };
+    let accounts = view.accounts;
+    let servers: Vec<_> = accounts.mail_servers().collect();
+    match &b.control.value {
+        ControlValue::ReplyAddress(template) => {
+            let identities = accounts.mail_identities();
+            if identities.is_empty() {
+                b.not_applicable("profile", "this profile has no mail identity");
+                return Ok(());
+            }
+            let address = template.render(vars).map_err(|e| MappingError {
+                origin: b.control.origin.clone(),
+                control: b.control.id,
+                message: e.to_string(),
+            })?;
+            for id in identities {
+                b.want(
+                    id.describe(),
+                    pref(id.pref("reply_to")),
+                    Expect::Equals(Value::Text(address.clone())),
+                    None,
+                );
+            }
+        }
+        ControlValue::MailCheckInterval { minutes } => {
+            if servers.is_empty() {
+                b.not_applicable("profile", "this profile has no POP3 or IMAP account");
+            }
+            for s in servers {
+                b.want(
+                    s.describe(),
+                    pref(s.pref("check_new_mail")),
+                    Expect::Equals(Value::Bool(true)),
+                    None,
+                );
+                b.want(
+                    s.describe(),
+                    pref(s.pref("check_time")),
+                    Expect::Equals(Value::Int(i64::from(*minutes))),
+                    None,
+                );
+            }
+        }
+        ControlValue::PopDeleteAfterFetch(delete) => {
+            let pop: Vec<_> = servers
+                .iter()
+                .filter(|s| s.kind == super::accounts::ServerType::Pop3)
+                .collect();
+            if pop.is_empty() {
+                b.not_applicable(
+                    "profile",
+                    "this profile has no POP3 account (IMAP keeps mail on the server by design; see mailbox-size-limit)",
+                );
+            }
+            for s in pop {
+                b.want(
+                    s.describe(),
+                    pref(s.pref("leave_on_server")),
+                    Expect::Equals(Value::Bool(!delete)),
+                    None,
+                );
+            }
+        }
+        ControlValue::NoSavedPasswords => {
+            b.want(
+                "profile".into(),
+                pref("signon.rememberSignons".into()),
+                Expect::Equals(Value::Bool(false)),
+                None,
+            );
+            b.want(
+                "profile".into(),
+                TbLocation::StoredPasswords { profile: index },
+                Expect::Absent,
+                None,
+            );
+        }
+        ControlValue::AttachmentScanning => {
+            b.want(
+                "profile".into(),
+                pref("mailnews.downloadToTempFile".into()),
+                Expect::Equals(Value::Bool(true)),
+                Some(SCANNING_NOTE),
+            );
+        }
+        ControlValue::BlockedAttachmentTypes { extensions } => {
+            let list: Vec<String> = extensions.iter().map(|e| format!("*.{e}")).collect();
+            b.not_applicable("profile", format!("{BLOCK_REASON} ({})", list.join(" ")));
+        }
+        ControlValue::RequireTls { minimum } => {
+            if servers.is_empty() && accounts.smtp.is_empty() {
+                b.not_applicable("profile", "this profile has no mail server");
+            }
+            for s in servers {
+                b.want(
+                    s.describe(),
+                    pref(s.pref("socketType")),
+                    Expect::OneOf {
+                        accepted: tls_accepted(*minimum),
+                        repair: tls_repair(*minimum, s.port, &[993, 995]),
+                    },
+                    None,
+                );
+            }
+            for s in &accounts.smtp {
+                b.want(
+                    s.describe(),
+                    pref(s.pref("try_ssl")),
+                    Expect::OneOf {
+                        accepted: tls_accepted(*minimum),
+                        repair: tls_repair(*minimum, s.port, &[465]),
+                    },
+                    None,
+                );
+            }
+        }
+        ControlValue::RequireSmtpAuth => {
+            if accounts.smtp.is_empty() {
+                b.not_applicable("profile", "this profile has no outgoing (SMTP) server");
+            }
+            debug_assert!(!AUTH_METHODS.contains(&AUTH_NONE));
+            for s in &accounts.smtp {
+                b.want(
+                    s.describe(),
+                    pref(s.pref("authMethod")),
+                    Expect::OneOf {
+                        accepted: AUTH_METHODS.iter().map(|m| Value::Int(*m)).collect(),
+                        repair: Value::Int(AUTH_PASSWORD),
+                    },
+                    None,
+                );
+            }
+        }
+        ControlValue::MailboxSizeLimit {
+            warning_percent,
+            maximum_mb,
+            ..
+        } => {
+            let note = format!(
+                "Thunderbird warns when the quota use the IMAP server reports passes this \
+                 percentage; the maximum itself ({maximum_mb} MB) is the mail server's quota, \
+                 which no client setting can impose"
+            );
+            b.want(
+                "profile".into(),
+                pref("mail.quota.mainwindow_threshold.warning".into()),
+                Expect::Equals(Value::Int(i64::from(*warning_percent))),
+                Some(&note),
+            );
+        }
+        ControlValue::AttachmentsSaveBeforeOpen { .. } | ControlValue::SettingsLocked => {
+            unreachable!("handled by map()")
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,614 @@
+//! The Thunderbird store: reads profiles and system files, resolves effective values, and
+//! writes repairs. All file I/O of the Thunderbird backend is here.
+//!
+//! How a repair is written (see `docs/adr/0001-thunderbird-enforcement-channels.md`):
+//! - a locked value goes into the machine-wide `policies.json` as `{"Value", "Status": "locked"}`;
+//! - the value is also written as the user's own value: into prefs.js when Thunderbird is not
+//!   running (it rewrites prefs.js while it runs), into user.js when it is (read at next start);
+//! - a lock that cannot be expressed machine-wide (profiles on this machine need different values
+//!   for the same pref name) falls back to user.js and is reported as enforced but not locked;
+//! - saved mail passwords are removed from logins.json only while Thunderbird is closed.
+//!
+//! All input files are parsed before anything is written: a corrupt file stops the run with an
+//! error naming it, and nothing is changed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use postwarden_engine::{Failure, Failures, Observation, Observed, Plan, Store, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::accounts::{self, Accounts};
+use super::discover::{self, Running};
+use super::effective::{DefaultPrefFile, Layers, Source};
+use super::logins::Logins;
+use super::mapping::{ProfileView, TbLocation};
+use super::policies::PoliciesDoc;
+use super::prefs::{PrefValue, PrefsFile};
+use crate::fsx::write_atomic;
+use crate::journal::Journal;
+
+/// The user and machine an agent run works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub home: PathBuf,
+    /// Prefix for system paths such as `/etc` (`/` in production).
+    pub system_root: PathBuf,
+}
+
+impl Paths {
+    /// The user's journal and backups.
+    pub fn home_state(&self) -> PathBuf {
+        self.home.join(".local/state/postwarden")
+    }
+
+    /// The machine's journal, backups and lock ownership table.
+    pub fn system_state(&self) -> PathBuf {
+        discover::under(&self.system_root, "var/lib/postwarden")
+    }
+
+    fn locks_file(&self) -> PathBuf {
+        self.system_state().join("thunderbird-locks.json")
+    }
+}
+
+/// Reads a text file; `None` if it does not exist.
+fn read_text(path: &Path) -> Result<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|e| {
+            anyhow!(
+                "{}: not UTF-8 text (byte {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn parse_prefs(path: &Path, text: &str) -> Result<PrefsFile> {
+    PrefsFile::parse(text)
+        .map_err(|e| anyhow!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
+}
+
+/// One Thunderbird profile as read from disk.
+#[derive(Debug, Clone)]
+pub struct LoadedProfile {
+    pub dir: PathBuf,
+    pub scope: String,
+    pub prefs_js: PrefsFile,
+    pub user_js: Option<PrefsFile>,
+    user_js_mtime: Option<SystemTime>,
+    pub logins: Option<Logins>,
+    pub running: Option<Running>,
+    pub accounts: Accounts,
+}
+
+impl LoadedProfile {
+    fn read(dir: &Path) -> Result<LoadedProfile> {
+        let prefs_path = dir.join("prefs.js");
+        let prefs_js = match read_text(&prefs_path)? {
+            Some(t) => parse_prefs(&prefs_path, &t)?,
+            None => PrefsFile::parse("").expect("empty prefs parse"),
+        };
+        let user_path = dir.join("user.js");
+        let user_js = read_text(&user_path)?
+            .map(|t| parse_prefs(&user_path, &t))
+            .transpose()?;
+        let logins_path = dir.join("logins.json");
+        let logins = read_text(&logins_path)?
+            .map(|t| Logins::parse(&logins_path.display().to_string(), &t))
+            .transpose()?;
+        // user.js is read after prefs.js and wins: the account graph uses the same order.
+        let accounts = accounts::read(|name| {
+            user_js
+                .as_ref()
+                .and_then(|u| u.get_user(name))
+                .or_else(|| prefs_js.get_user(name))
+                .cloned()
+        });
+        Ok(LoadedProfile {
+            scope: dir.display().to_string(),
+            dir: dir.to_path_buf(),
+            user_js_mtime: mtime(&user_path),
+            running: discover::running(dir),
+            prefs_js,
+            user_js,
+            logins,
+            accounts,
+        })
+    }
+}
+
+/// The machine-wide files Thunderbird reads.
+#[derive(Debug, Clone)]
+pub struct SystemFiles {
+    /// Where Thunderbird reads (and Postwarden writes) the policy file.
+    pub policy_path: PathBuf,
+    /// The policies in force (from `policy_path`, or the fallback file when it is absent).
+    pub policy: Option<PoliciesDoc>,
+    policy_mtime: Option<SystemTime>,
+    pub default_files: Vec<DefaultPrefFile>,
+}
+
+impl SystemFiles {
+    fn read(paths: &Paths) -> Result<SystemFiles> {
+        let policy_path = discover::policy_path(&paths.system_root);
+        let policy_text = read_text(&policy_path)?;
+        let (policy, policy_mtime) = match &policy_text {
+            Some(text) => (
+                Some(PoliciesDoc::parse(
+                    &policy_path.display().to_string(),
+                    text,
+                )?),
+                mtime(&policy_path),
+            ),
+            None => match discover::policy_fallback_path(&paths.system_root) {
+                Some(fallback) => match read_text(&fallback)? {
+                    Some(text) => (
+                        Some(PoliciesDoc::parse(&fallback.display().to_string(), &text)?),
+                        mtime(&fallback),
+                    ),
+                    None => (None, None),
+                },
+                None => (None, None),
+            },
+        };
+        let mut default_files = Vec::new();
+        for dir in discover::default_pref_dirs(&paths.system_root) {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "js"))
+                .collect();
+            files.sort();
+            for path in files {
+                let Some(text) = read_text(&path)? else {
+                    continue;
+                };
+                match PrefsFile::parse(&text) {
+                    Ok(prefs) => default_files.push(DefaultPrefFile { path, prefs }),
+                    // Not ours and not written by us: a file Thunderbird itself may read with
+                    // extensions we do not model. Say so, and go on without its locks.
+                    Err(e) => tracing::warn!(
+                        file = %path.display(),
+                        line = e.line,
+                        "default-pref file not understood, its locks are not taken into account: {}",
+                        e.message
+                    ),
+                }
+            }
+        }
+        Ok(SystemFiles {
+            policy_path,
+            policy,
+            policy_mtime,
+            default_files,
+        })
+    }
+}
+
+/// Who asked for which locked value, per pref name, per profile directory. `policies.json` is
+/// machine-wide, so a per-profile pref name (`mail.identity.id1.reply_to`) can be locked only
+/// when every profile on the machine that uses it wants the same value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct LockOwners {
+    schema: String,
+    prefs: BTreeMap<String, BTreeMap<String, Json>>,
+}
+
+const LOCKS_SCHEMA: &str = "postwarden.thunderbird-locks/v1";
+
+impl LockOwners {
+    fn load(path: &Path) -> Result<LockOwners> {
+        match read_text(path)? {
+            None => Ok(LockOwners {
+                schema: LOCKS_SCHEMA.to_owned(),
+                prefs: BTreeMap::new(),
+            }),
+            Some(text) => {
+                let owners: LockOwners = serde_json::from_str(&text)
+                    .map_err(|e| anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+                if owners.schema != LOCKS_SCHEMA {
+                    bail!(
+                        "{}: schema {:?} is not {LOCKS_SCHEMA:?}",
+                        path.display(),
+                        owners.schema
+                    );
+                }
+                Ok(owners)
+            }
+        }
+    }
+
+    fn set(&mut self, name: &str, profile: &Path, value: Json) {
+        self.prefs
+            .entry(name.to_owned())
+            .or_default()
+            .insert(profile.display().to_string(), value);
+    }
+
+    /// The value every owner agrees on, or the profiles that disagree.
+    fn agreed(&self, name: &str) -> std::result::Result<Json, Vec<String>> {
+        let owners = &self.prefs[name];
+        let first = owners.values().next().cloned().unwrap_or(Json::Null);
+        if owners.values().all(|v| *v == first) {
+            Ok(first)
+        } else {
+            Err(owners.keys().cloned().collect())
+        }
+    }
+}
+
+fn to_json(v: &PrefValue) -> Json {
+    match v {
+        PrefValue::Bool(b) => Json::Bool(*b),
+        PrefValue::Int(i) => Json::from(*i),
+        PrefValue::Str(s) => Json::String(s.clone()),
+    }
+}
+
+fn from_json(v: &Json) -> Option<PrefValue> {
+    match v {
+        Json::Bool(b) => Some(PrefValue::Bool(*b)),
+        Json::Number(n) => n.as_i64().map(PrefValue::Int),
+        Json::String(s) => Some(PrefValue::Str(s.clone())),
+        _ => None,
+    }
+}
+
+fn to_pref(v: &Value) -> Result<Option<PrefValue>> {
+    Ok(match v {
+        Value::Absent => None,
+        Value::Bool(b) => Some(PrefValue::Bool(*b)),
+        Value::Int(i) => Some(PrefValue::Int(*i)),
+        Value::Text(s) => Some(PrefValue::Str(s.clone())),
+        Value::Redacted(_) => bail!("a redacted value cannot be written"),
+    })
+}
+
+fn to_value(v: Option<PrefValue>) -> Value {
+    match v {
+        None => Value::Absent,
+        Some(PrefValue::Bool(b)) => Value::Bool(b),
+        Some(PrefValue::Int(i)) => Value::Int(i),
+        Some(PrefValue::Str(s)) => Value::Text(s),
+    }
+}
+
+fn set_or_remove(prefs: &mut PrefsFile, name: &str, value: Option<&PrefValue>) {
+    match value {
+        Some(v) => prefs.set_user(name, v),
+        None => {
+            prefs.remove_user(name);
+        }
+    }
+}
+
+/// The Thunderbird side of the engine's [`Store`].
+#[derive(Debug)]
+pub struct ThunderbirdStore {
+    paths: Paths,
+    dirs: Vec<PathBuf>,
+    pub system: SystemFiles,
+    pub profiles: Vec<LoadedProfile>,
+    /// The last read is current (skip re-reading on the first observe).
+    fresh: bool,
+}
+
+impl ThunderbirdStore {
+    /// Finds every Thunderbird profile of the user and reads all files the backend needs.
+    pub fn load(paths: &Paths) -> Result<ThunderbirdStore> {
+        let dirs = find_profiles(&paths.home)?;
+        let mut store = ThunderbirdStore {
+            paths: paths.clone(),
+            dirs,
+            system: SystemFiles::read(paths)?,
+            profiles: Vec::new(),
+            fresh: true,
+        };
+        store.profiles = store
+            .dirs
+            .iter()
+            .map(|d| LoadedProfile::read(d))
+            .collect::<Result<_>>()?;
+        Ok(store)
+    }
+
+    fn refresh(&mut self) -> Result<()> {
+        self.system = SystemFiles::read(&self.paths)?;
+        self.profiles = self
+            .dirs
+            .iter()
+            .map(|d| LoadedProfile::read(d))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// What the mapping needs of each profile.
+    pub fn views(&self) -> Vec<ProfileView<'_>> {
+        self.profiles
+            .iter()
+            .map(|p| ProfileView {
+                scope: &p.scope,
+                accounts: &p.accounts,
+            })
+            .collect()
+    }
+
+    pub fn policy_scope(&self) -> String {
+        self.system.policy_path.display().to_string()
+    }
+
+    fn stale(&self, running: Option<&Running>, source: &Source, profile: &LoadedProfile) -> bool {
+        let Some(run) = running else {
+            return false;
+        };
+        let changed = match source {
+            s if s.is_policy() => self.system.policy_mtime,
+            Source::UserJs => profile.user_js_mtime,
+            _ => None,
+        };
+        changed.is_some_and(|t| t > run.since)
+    }
+
+    fn observe_one(&self, location: &TbLocation) -> Observation {
+        match location {
+            TbLocation::Pref { profile, name } => {
+                let p = &self.profiles[*profile];
+                let r = Layers {
+                    default_files: &self.system.default_files,
+                    policy: self.system.policy.as_ref(),
+                    user_js: p.user_js.as_ref(),
+                    prefs_js: &p.prefs_js,
+                }
+                .resolve(name);
+                Observation {
+                    stale: self.stale(p.running.as_ref(), &r.source, p),
+                    value: to_value(r.value),
+                    locked: r.locked,
+                }
+            }
+            TbLocation::StoredPasswords { profile } => {
+                let hosts = self.profiles[*profile]
+                    .logins
+                    .as_ref()
+                    .map(Logins::mail_hosts)
+                    .unwrap_or_default();
+                Observation::new(if hosts.is_empty() {
+                    Value::Absent
+                } else {
+                    Value::Redacted(format!(
+                        "{} saved mail password{} for {}",
+                        hosts.len(),
+                        if hosts.len() == 1 { "" } else { "s" },
+                        hosts.join(", ")
+                    ))
+                })
+            }
+            TbLocation::Handler { ext } => {
+                let value = match self.system.policy.as_ref().and_then(|p| p.handler(ext)) {
+                    None => Value::Absent,
+                    Some((action, false)) => Value::Text(action),
+                    Some((action, true)) => Value::Text(format!("{action}, ask first")),
+                };
+                let stale = self.profiles.iter().any(|p| {
+                    p.running
+                        .as_ref()
+                        .is_some_and(|r| self.system.policy_mtime.is_some_and(|t| t > r.since))
+                });
+                Observation {
+                    value,
+                    locked: false,
+                    stale,
+                }
+            }
+        }
+    }
+}
+
+/// Every profile directory listed in a `profiles.ini` or `installs.ini` under `home`, once,
+/// in a stable order. A listed directory that does not exist is skipped with a warning.
+pub fn find_profiles(home: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for root in discover::PROFILE_ROOTS {
+        let root = home.join(root);
+        for ini in ["profiles.ini", "installs.ini"] {
+            let Some(text) = read_text(&root.join(ini))? else {
+                continue;
+            };
+            for entry in discover::parse_ini(&text) {
+                let dir = discover::resolve(&root, &entry);
+                if dirs.contains(&dir) {
+                    continue;
+                }
+                if dir.is_dir() {
+                    dirs.push(dir);
+                } else {
+                    tracing::warn!(profile = %dir.display(), ini = %root.join(ini).display(),
+                        "listed Thunderbird profile does not exist");
+                }
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+/// Files to write, keyed by path, with the mode a new file gets.
+type Writes = BTreeMap<PathBuf, (String, u32)>;
+
+impl Store for ThunderbirdStore {
+    type Location = TbLocation;
+    type Error = anyhow::Error;
+
+    fn observe(&mut self, locations: &[TbLocation]) -> Result<Observed<TbLocation>> {
+        if !self.fresh {
+            self.refresh()?;
+        }
+        self.fresh = false;
+        Ok(locations
+            .iter()
+            .map(|l| (l.clone(), self.observe_one(l)))
+            .collect())
+    }
+
+    fn apply(&mut self, plan: &Plan<TbLocation>) -> Result<Failures<TbLocation>> {
+        let mut failures: Failures<TbLocation> = Failures::new();
+        let policy_before = self.system.policy.clone().unwrap_or_default();
+        let mut policy = policy_before.clone();
+        let locks_path = self.paths.locks_file();
+        let mut owners = LockOwners::load(&locks_path)?;
+        let owners_before = owners.clone();
+
+        // 1. Locks: who wants which value for each machine-wide pref name.
+        let mut lock_names: BTreeMap<&str, Vec<&TbLocation>> = BTreeMap::new();
+        for a in plan.actions.iter().filter(|a| a.lock) {
+            if let TbLocation::Pref { profile, name } = &a.location {
+                let v = to_pref(&a.value)?.map_or(Json::Null, |v| to_json(&v));
+                owners.set(name, &self.profiles[*profile].dir, v);
+                lock_names.entry(name).or_default().push(&a.location);
+            }
+        }
+        let mut unlockable: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (name, locations) in &lock_names {
+            match owners.agreed(name) {
+                Ok(v) => match from_json(&v) {
+                    Some(v) => policy.set_locked_pref(name, &v),
+                    None => {
+                        policy.remove_pref(name);
+                    }
+                },
+                Err(profiles) => {
+                    policy.remove_pref(name);
+                    for l in locations {
+                        failures.insert(
+                            (*l).clone(),
+                            Failure::lock(format!(
+                                "enforced, not locked: Thunderbird's policies.json is machine-wide \
+                                 and these profiles need different values for this pref: {}; \
+                                 the value is re-applied from user.js at every start instead",
+                                profiles.join(", ")
+                            )),
+                        );
+                    }
+                    unlockable.insert(name, profiles);
+                }
+            }
+        }
+
+        // 2. User values, saved passwords, handlers.
+        let mut prefs_js: BTreeMap<usize, PrefsFile> = BTreeMap::new();
+        let mut user_js: BTreeMap<usize, PrefsFile> = BTreeMap::new();
+        let mut logins: BTreeMap<usize, Logins> = BTreeMap::new();
+        for a in &plan.actions {
+            match &a.location {
+                TbLocation::Pref { profile, name } => {
+                    let p = &self.profiles[*profile];
+                    let value = to_pref(&a.value)?;
+                    let locked = a.lock && !unlockable.contains_key(name.as_str());
+                    let in_user_js = p
+                        .user_js
+                        .as_ref()
+                        .is_some_and(|u| u.get_user(name).is_some());
+                    let fallback = a.lock && !locked;
+                    if p.running.is_none() {
+                        let f = prefs_js
+                            .entry(*profile)
+                            .or_insert_with(|| p.prefs_js.clone());
+                        set_or_remove(f, name, value.as_ref());
+                    }
+                    // user.js overrides prefs.js at every start: keep it in line, and use it
+                    // where prefs.js cannot be edited (running) or no lock can hold the value.
+                    if in_user_js || fallback || (p.running.is_some() && !locked) {
+                        let f = user_js.entry(*profile).or_insert_with(|| {
+                            p.user_js
+                                .clone()
+                                .unwrap_or_else(|| PrefsFile::parse("").expect("empty parses"))
+                        });
+                        set_or_remove(f, name, value.as_ref());
+                    }
+                }
+                TbLocation::StoredPasswords { profile } => {
+                    let p = &self.profiles[*profile];
+                    if let Some(run) = &p.running {
+                        failures.insert(
+                            a.location.clone(),
+                            Failure::value(format!(
+                                "Thunderbird is running (pid {}); saved passwords can only be \
+                                 removed while it is closed: close it and run apply again",
+                                run.pid
+                            )),
+                        );
+                    } else if let Some(l) = &p.logins {
+                        logins
+                            .entry(*profile)
+                            .or_insert_with(|| l.clone())
+                            .remove_mail();
+                    }
+                }
+                TbLocation::Handler { ext } => policy.set_save_to_disk(ext),
+            }
+        }
+
+        // 3. Write, each file atomically after its one-time backup.
+        let mut writes = Writes::new();
+        // Written when our edits change it, or when the policies in force came from the
+        // fallback file, whose content then moves into the file that shadows it.
+        if policy != policy_before {
+            writes.insert(self.system.policy_path.clone(), (policy.render(), 0o644));
+        }
+        if owners != owners_before {
+            let json = serde_json::to_string_pretty(&owners).expect("serialises") + "\n";
+            writes.insert(locks_path, (json, 0o644));
+        }
+        for (i, f) in prefs_js {
+            writes.insert(self.profiles[i].dir.join("prefs.js"), (f.render(), 0o600));
+        }
+        for (i, f) in user_js {
+            writes.insert(self.profiles[i].dir.join("user.js"), (f.render(), 0o600));
+        }
+        for (i, l) in logins {
+            writes.insert(
+                self.profiles[i].dir.join("logins.json"),
+                (l.render(), 0o600),
+            );
+        }
+        self.write_all(writes)?;
+        Ok(failures)
+    }
+}
+
+impl ThunderbirdStore {
+    fn write_all(&self, writes: Writes) -> Result<()> {
+        let mut home = None;
+        let mut system = None;
+        for (path, (text, mode)) in writes {
+            if read_text(&path)?.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            let journal = if path.starts_with(&self.paths.home) {
+                home.get_or_insert_with(|| Journal::open(&self.paths.home_state()))
+            } else {
+                system.get_or_insert_with(|| Journal::open(&self.paths.system_state()))
+            };
+            let journal = journal.as_mut().map_err(|e| anyhow!("{e:#}"))?;
+            journal.record(&path)?;
+            write_atomic(&path, text.as_bytes(), mode)
+                .with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(file = %path.display(), "setting repaired: file written");
+        }
+        Ok(())
+    }
+}

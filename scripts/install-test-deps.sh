@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently: a real Thunderbird (Debian
+# package) for the end-to-end checks and util-linux's `unshare`, which the e2e
+# tests use to show Thunderbird our policies.json without touching the real /etc.
+set -euo pipefail
+
+need_apt=()
+dpkg -s thunderbird >/dev/null 2>&1 || need_apt+=(thunderbird)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: need root to apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+  echo "install-test-deps: installing ${need_apt[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi

@@ -1,0 +1,761 @@
+//! Runs a real, headless Thunderbird on a copy of a profile and asks it, over
+//! Marionette, what it actually uses.
+//!
+//! Method and traps: `shared/reference/thunderbird.md` §6. In short:
+//! * always a *copy* of the profile (Thunderbird rewrites prefs.js);
+//! * `remote.prefs.recommended=false`, or Marionette itself sets ~100 prefs,
+//!   among them `signon.rememberSignons=false`;
+//! * `--remote-allow-system-access`, or chrome-context scripts are refused;
+//! * policies.json is read from `/etc/thunderbird/policies/` — a test shows
+//!   Thunderbird its own directory there through a bind mount inside a private
+//!   mount namespace (`unshare`), never by writing the real `/etc`;
+//! * the process runs in its own process group, which quit and Drop kill.
+
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::fixture::{user_pref_line, PrefValue};
+use crate::marionette::{Context, Marionette};
+
+/// The real Thunderbird binary of the Debian package (`/usr/bin/thunderbird`
+/// is only a wrapper script).
+pub const DEFAULT_BINARY: &str = "/usr/lib/thunderbird/thunderbird";
+
+/// Environment variable that overrides [`DEFAULT_BINARY`].
+pub const BINARY_ENV: &str = "POSTWARDEN_TB_BINARY";
+
+/// What a missing Thunderbird error tells the developer to do.
+pub const INSTALL_HINT: &str = "install Thunderbird: scripts/install-test-deps.sh";
+
+/// Profile files copied into the throw-away profile (never the mail store).
+pub const PROFILE_FILES: [&str; 6] = [
+    "prefs.js",
+    "user.js",
+    "logins.json",
+    "key4.db",
+    "cert9.db",
+    "handlers.json",
+];
+
+/// Where Thunderbird (Debian build, `MOZ_SYSTEM_POLICIES`) reads system config.
+pub const ETC_THUNDERBIRD: &str = "/etc/thunderbird";
+
+/// Exit code of our `sh -c` wrapper when the bind mount fails.
+const MOUNT_FAILED_EXIT: i32 = 97;
+
+/// File written into the bind source and read back through Thunderbird to
+/// prove that Thunderbird sees the caller's directory as /etc/thunderbird.
+const BIND_CHECK_FILE: &str = ".postwarden-e2e-bind-check";
+
+const PROBE_JS: &str = include_str!("js/probe.js");
+const FETCH_POP3_JS: &str = include_str!("js/fetch_pop3.js");
+const QUIT_JS: &str = include_str!("js/quit.js");
+const READ_FILE_JS: &str = include_str!("js/read_file.js");
+
+/// The Thunderbird binary to use: `$POSTWARDEN_TB_BINARY` or [`DEFAULT_BINARY`].
+pub fn thunderbird_binary() -> PathBuf {
+    std::env::var_os(BINARY_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BINARY))
+}
+
+/// Returns the Thunderbird binary, or an error that says how to install it.
+pub fn require_thunderbird() -> Result<PathBuf> {
+    require_thunderbird_at(&thunderbird_binary())
+}
+
+/// Like [`require_thunderbird`] for an explicit path.
+pub fn require_thunderbird_at(binary: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match fs::metadata(binary) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(binary.to_path_buf()),
+        Ok(_) => bail!(
+            "{} is not an executable file; {INSTALL_HINT}",
+            binary.display()
+        ),
+        Err(e) => bail!(
+            "Thunderbird not found at {} ({e}); {INSTALL_HINT}",
+            binary.display()
+        ),
+    }
+}
+
+/// What [`ThunderbirdRun::probe`] should read besides the accounts.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProbeQuery {
+    /// Pref names to report (value, default, user value, locked, type).
+    pub prefs: Vec<String>,
+    /// File extensions (without dot) whose MIME handler to report.
+    pub extensions: Vec<String>,
+}
+
+impl ProbeQuery {
+    /// An empty query (accounts, policies, logins and messages are always read).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a pref name.
+    pub fn pref(mut self, name: impl Into<String>) -> Self {
+        self.prefs.push(name.into());
+        self
+    }
+
+    /// Adds several pref names.
+    pub fn prefs<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.prefs.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a file extension (without dot).
+    pub fn extension(mut self, ext: impl Into<String>) -> Self {
+        self.extensions.push(ext.into());
+        self
+    }
+}
+
+/// How to start Thunderbird.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// The real Thunderbird binary.
+    pub binary: PathBuf,
+    /// A directory Thunderbird must see as `/etc/thunderbird` (policies.json
+    /// goes to `<dir>/policies/policies.json`). `None`: the real /etc.
+    pub etc_thunderbird: Option<PathBuf>,
+    /// How long to wait for Marionette after the start.
+    pub startup_timeout: Duration,
+    /// Profile files to copy (see [`PROFILE_FILES`]).
+    pub profile_files: Vec<String>,
+    /// Extra prefs appended to the copy's prefs.js (after the harness prefs).
+    pub extra_prefs: Vec<(String, PrefValue)>,
+    /// Keep the temporary directory (profile copy, HOME, log) for debugging.
+    /// Also enabled by `POSTWARDEN_E2E_KEEP_TMP=1`.
+    pub keep_tmp: bool,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            binary: thunderbird_binary(),
+            etc_thunderbird: None,
+            startup_timeout: Duration::from_secs(60),
+            profile_files: PROFILE_FILES.iter().map(|s| s.to_string()).collect(),
+            extra_prefs: Vec::new(),
+            keep_tmp: std::env::var_os("POSTWARDEN_E2E_KEEP_TMP").is_some_and(|v| v == "1"),
+        }
+    }
+}
+
+impl LaunchOptions {
+    /// Default options with the given `/etc/thunderbird` replacement.
+    pub fn with_etc(etc_thunderbird: Option<PathBuf>) -> Self {
+        LaunchOptions {
+            etc_thunderbird,
+            ..Self::default()
+        }
+    }
+
+    /// Leaves `name` out of the profile copy.
+    pub fn without_profile_file(mut self, name: &str) -> Self {
+        self.profile_files.retain(|f| f != name);
+        self
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct QuitReport {
+    /// From the quit request until the process group was gone.
+    pub duration: Duration,
+    /// Exit status of the process we started (unshare or Thunderbird).
+    pub exit_status: Option<ExitStatus>,
+    /// `None` if Thunderbird quit by itself, else the signal we had to send.
+    pub escalated_to: Option<&'static str>,
+}
+
+/// A running headless Thunderbird with a Marionette session in chrome context.
+#[derive(Debug)]
+pub struct ThunderbirdRun {
+    // Drop kills the process group first, then removes the temp dir (the
+    // profile copy Thunderbird was using).
+    client: Mutex<Marionette>,
+    process: GroupProcess,
+    profile: PathBuf,
+    log_path: PathBuf,
+    startup: Duration,
+    tmp: Option<TempDir>,
+}
+
+impl ThunderbirdRun {
+    /// Starts Thunderbird on a copy of `profile`; see [`LaunchOptions`].
+    pub fn start(profile: &Path, etc_thunderbird: Option<PathBuf>) -> Result<Self> {
+        Self::start_with(profile, LaunchOptions::with_etc(etc_thunderbird))
+    }
+
+    /// Starts Thunderbird on a copy of `profile` with explicit options.
+    pub fn start_with(profile: &Path, opts: LaunchOptions) -> Result<Self> {
+        let binary = require_thunderbird_at(&opts.binary)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("postwarden-e2e-tb-")
+            .tempdir()
+            .context("creating the temporary directory")?;
+        let copy = tmp.path().join("profile");
+        let home = tmp.path().join("home");
+        fs::create_dir_all(&copy)?;
+        fs::create_dir_all(&home)?;
+        for name in &opts.profile_files {
+            let src = profile.join(name);
+            if src.is_file() {
+                fs::copy(&src, copy.join(name))
+                    .with_context(|| format!("copying {}", src.display()))?;
+            }
+        }
+        let port = free_port()?;
+        append_harness_prefs(&copy.join("prefs.js"), port, &opts.extra_prefs)?;
+
+        let bind_check = match &opts.etc_thunderbird {
+            Some(dir) => Some(prepare_etc_dir(dir)?),
+            None => None,
+        };
+
+        let mut tb_args: Vec<String> = vec![
+            binary.to_string_lossy().into_owned(),
+            "--headless".into(),
+            "--marionette".into(),
+            "--remote-allow-system-access".into(),
+            "--no-remote".into(),
+            "--profile".into(),
+            copy.to_string_lossy().into_owned(),
+        ];
+        let mut cmd = match &opts.etc_thunderbird {
+            None => {
+                let mut c = Command::new(tb_args.remove(0));
+                c.args(&tb_args);
+                c
+            }
+            Some(dir) => namespace_command(dir, &tb_args)?,
+        };
+        let log_path = tmp.path().join("thunderbird.log");
+        let log = File::create(&log_path)?;
+        cmd.env("HOME", &home)
+            .env("MOZ_HEADLESS", "1")
+            .env("MOZ_CRASHREPORTER_DISABLE", "1")
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("MOZ_NO_REMOTE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        {
+            use std::os::unix::process::CommandExt as _;
+            cmd.process_group(0);
+        }
+
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+        let mut process = GroupProcess {
+            pgid: child.id(),
+            child: Some(child),
+        };
+
+        let client =
+            match wait_for_marionette(&mut process, port, opts.startup_timeout, &log_path, &opts) {
+                Ok(c) => c,
+                Err(e) => {
+                    process.terminate(Duration::from_secs(2));
+                    if let Some(dir) = &opts.etc_thunderbird {
+                        let _ = fs::remove_file(dir.join(BIND_CHECK_FILE));
+                    }
+                    return Err(e);
+                }
+            };
+        let startup = started.elapsed();
+        let mut tmp = Some(tmp);
+        if opts.keep_tmp {
+            if let Some(t) = tmp.take() {
+                eprintln!("postwarden-e2e: keeping {}", t.path().display());
+                let _ = t.keep();
+            }
+        }
+        let run = ThunderbirdRun {
+            client: Mutex::new(client),
+            process,
+            profile: copy,
+            log_path,
+            startup,
+            tmp,
+        };
+        if let (Some(dir), Some(token)) = (&opts.etc_thunderbird, bind_check) {
+            let seen = run.execute(
+                READ_FILE_JS,
+                vec![json!(format!("{ETC_THUNDERBIRD}/{BIND_CHECK_FILE}"))],
+            );
+            let _ = fs::remove_file(dir.join(BIND_CHECK_FILE));
+            let seen =
+                seen.context("checking the /etc/thunderbird bind mount from inside Thunderbird")?;
+            if seen.as_str() != Some(token.as_str()) {
+                bail!(
+                    "Thunderbird does not see {} as {ETC_THUNDERBIRD} (read {seen}); \
+                     the bind mount did not take effect, refusing to run without the policy",
+                    dir.display()
+                );
+            }
+        }
+        Ok(run)
+    }
+
+    /// Time from spawn until the Marionette chrome session was ready.
+    pub fn startup_duration(&self) -> Duration {
+        self.startup
+    }
+
+    /// The profile copy Thunderbird runs on.
+    pub fn profile_copy(&self) -> &Path {
+        &self.profile
+    }
+
+    /// Path of Thunderbird's stdout/stderr log.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Thunderbird's stdout/stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The process group id (== pid of the process we spawned).
+    pub fn pgid(&self) -> u32 {
+        self.process.pgid
+    }
+
+    /// Runs a chrome-context script body (`arguments` = `args`; a returned
+    /// Promise is awaited) and returns its JSON result.
+    pub fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.client().execute_script(script, args)
+    }
+
+    /// Reads what the running Thunderbird uses: requested prefs
+    /// (`{value, defaultValue, userValue, locked, hasUserValue, type}`),
+    /// `policies_status` (ACTIVE/INACTIVE/FAILED/...), `active_policies`,
+    /// `accounts`, `servers` (by key), `identities` (by key), `smtp` (by key),
+    /// `handlers` (by extension), `logins` (`decryptable`, `stored`),
+    /// `policy_messages`, open `windows` and the probe's own `errors`.
+    pub fn probe(&self, query: &ProbeQuery) -> Result<Value> {
+        self.execute(PROBE_JS, vec![serde_json::to_value(query)?])
+            .context("running the probe script in Thunderbird")
+    }
+
+    /// Triggers "Get Messages" for the POP3 server `server_key`, with the
+    /// password set in memory only. Waits until the fetch finished or `wait`
+    /// passed; returns `{started, finished, status, ...}`.
+    pub fn fetch_pop3(&self, server_key: &str, password: &str, wait: Duration) -> Result<Value> {
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let mut client = self.client();
+        let script_timeout = wait + Duration::from_secs(30);
+        client.set_script_timeout(script_timeout)?;
+        client.set_read_timeout(script_timeout + Duration::from_secs(10))?;
+        let result = client.execute_script(
+            FETCH_POP3_JS,
+            vec![json!({"serverKey": server_key, "password": password, "waitMs": wait_ms})],
+        );
+        client.set_script_timeout(SCRIPT_TIMEOUT)?;
+        client.set_read_timeout(READ_TIMEOUT)?;
+        result.with_context(|| format!("fetching mail for POP3 server {server_key}"))
+    }
+
+    /// Asks Thunderbird to force-quit, waits, then SIGTERM/SIGKILLs the
+    /// process group if anything is left.
+    pub fn quit(mut self) -> Result<QuitReport> {
+        let t0 = Instant::now();
+        let _ = self.client().execute_script(QUIT_JS, vec![]);
+        let (exit_status, escalated_to) = self.process.shutdown(Duration::from_secs(20));
+        if self.process.group_alive() {
+            bail!(
+                "process group {} still has live processes after SIGKILL",
+                self.process.pgid
+            );
+        }
+        Ok(QuitReport {
+            duration: t0.elapsed(),
+            exit_status,
+            escalated_to,
+        })
+    }
+
+    fn client(&self) -> MutexGuard<'_, Marionette> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for ThunderbirdRun {
+    fn drop(&mut self) {
+        // `process` kills the group in its own Drop; keep the temp dir alive
+        // until then by dropping it explicitly afterwards.
+        self.process.terminate(Duration::from_secs(3));
+        drop(self.tmp.take());
+    }
+}
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_TIMEOUT: Duration = Duration::from_secs(75);
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn append_harness_prefs(prefs_js: &Path, port: u16, extra: &[(String, PrefValue)]) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(prefs_js)
+        .with_context(|| format!("opening {}", prefs_js.display()))?;
+    let mut text = String::from("\n");
+    text.push_str(&user_pref_line("marionette.port", i64::from(port)));
+    // Without this Marionette sets ~100 "recommended" prefs, among them
+    // signon.rememberSignons=false, which would falsify the probe.
+    text.push_str(&user_pref_line("remote.prefs.recommended", false));
+    for (name, value) in extra {
+        text.push_str(&user_pref_line(name, value.clone()));
+    }
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Makes `dir` usable as /etc/thunderbird: copies Debian's `pref/` in when
+/// missing and writes the bind-check token. Returns the token.
+fn prepare_etc_dir(dir: &Path) -> Result<String> {
+    let real = Path::new(ETC_THUNDERBIRD);
+    if !real.is_dir() {
+        bail!(
+            "{ETC_THUNDERBIRD} does not exist, so there is no mount point to show Thunderbird \
+             the test's policies.json; {INSTALL_HINT}"
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pref_dst = dir.join("pref");
+    let pref_src = real.join("pref");
+    if !pref_dst.exists() && pref_src.is_dir() {
+        fs::create_dir_all(&pref_dst)?;
+        for entry in fs::read_dir(&pref_src)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                fs::copy(entry.path(), pref_dst.join(entry.file_name()))
+                    .with_context(|| format!("copying {}", entry.path().display()))?;
+            }
+        }
+    }
+    let token = format!(
+        "postwarden-e2e pid {} at {:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    fs::write(dir.join(BIND_CHECK_FILE), &token)?;
+    Ok(token)
+}
+
+/// `unshare ... -- sh -c 'mount --bind "$0" /etc/thunderbird && exec "$@"' dir tb...`
+fn namespace_command(dir: &Path, tb_args: &[String]) -> Result<Command> {
+    let unshare = find_in_path("unshare").ok_or_else(|| {
+        anyhow!(
+            "`unshare` (util-linux) is not installed; it is needed to show Thunderbird the \
+             test's policies.json without touching the real {ETC_THUNDERBIRD}; \
+             run scripts/install-test-deps.sh"
+        )
+    })?;
+    if find_in_path("mount").is_none() {
+        bail!("`mount` (util-linux) is not installed; run scripts/install-test-deps.sh");
+    }
+    let dir = fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let mut cmd = Command::new(unshare);
+    if !is_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--fork",
+        "--",
+        "sh",
+        "-c",
+    ])
+    .arg(format!(
+        "mount --bind \"$0\" {ETC_THUNDERBIRD} || {{ echo \"postwarden-e2e: cannot \
+             bind-mount $0 over {ETC_THUNDERBIRD}\" >&2; exit {MOUNT_FAILED_EXIT}; }}; \
+             exec \"$@\""
+    ))
+    .arg(dir)
+    .args(tb_args);
+    Ok(cmd)
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn wait_for_marionette(
+    process: &mut GroupProcess,
+    port: u16,
+    timeout: Duration,
+    log_path: &Path,
+    opts: &LaunchOptions,
+) -> Result<Marionette> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = process.try_wait()? {
+            let tail = log_tail(log_path, 30);
+            if opts.etc_thunderbird.is_some() {
+                if status.code() == Some(MOUNT_FAILED_EXIT) {
+                    bail!(
+                        "could not bind-mount {} over {ETC_THUNDERBIRD} in a private mount \
+                         namespace (needs root, or unprivileged user namespaces for \
+                         `unshare --user --map-root-user`); Thunderbird was not started:\n{tail}",
+                        opts.etc_thunderbird
+                            .as_deref()
+                            .unwrap_or(Path::new("?"))
+                            .display()
+                    );
+                }
+                if tail.contains("unshare:") {
+                    bail!(
+                        "`unshare` could not create the private mount namespace (needs root, \
+                         or unprivileged user namespaces enabled); Thunderbird was not \
+                         started:\n{tail}"
+                    );
+                }
+            }
+            bail!("Thunderbird exited during startup with {status}; log:\n{tail}");
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "Marionette did not answer on {addr} within {timeout:?}; log:\n{}",
+                log_tail(log_path, 30)
+            );
+        }
+        match Marionette::connect(addr, Duration::from_millis(500)) {
+            Ok(mut client) => {
+                client.set_read_timeout(READ_TIMEOUT)?;
+                client
+                    .new_session(json!({}))
+                    .context("WebDriver:NewSession")?;
+                client.set_context(Context::Chrome)?;
+                client.set_script_timeout(SCRIPT_TIMEOUT)?;
+                return Ok(client);
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`, from /proc.
+pub fn process_group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..."; comm may contain spaces.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let pgrp = f.nth(1).and_then(|s| s.parse::<u32>().ok());
+        if pgrp == Some(pgid) && state != "Z" && state != "X" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A child process that leads its own process group.
+#[derive(Debug)]
+struct GroupProcess {
+    pgid: u32,
+    child: Option<Child>,
+}
+
+impl GroupProcess {
+    fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        match &mut self.child {
+            Some(c) => Ok(c.try_wait()?),
+            None => Ok(None),
+        }
+    }
+
+    fn members(&self) -> Vec<u32> {
+        process_group_members(self.pgid)
+    }
+
+    fn group_alive(&mut self) -> bool {
+        let _ = self.try_wait();
+        !self.members().is_empty()
+    }
+
+    fn wait_gone(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.group_alive() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args(["-s", sig, "--", &format!("-{}", self.pgid)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Waits `grace` for a voluntary exit, then TERM (5 s), then KILL.
+    fn shutdown(&mut self, grace: Duration) -> (Option<ExitStatus>, Option<&'static str>) {
+        let mut escalated = None;
+        if !self.wait_gone(grace) {
+            escalated = Some("SIGTERM");
+            self.signal("TERM");
+            if !self.wait_gone(Duration::from_secs(5)) {
+                escalated = Some("SIGKILL");
+                self.signal("KILL");
+                self.wait_gone(Duration::from_secs(5));
+            }
+        }
+        let status = self.child.take().and_then(|mut c| c.wait().ok());
+        (status, escalated)
+    }
+
+    fn terminate(&mut self, grace: Duration) {
+        if self.child.is_none() && self.members().is_empty() {
+            return;
+        }
+        self.signal("TERM");
+        if !self.wait_gone(grace) {
+            self.signal("KILL");
+            self.wait_gone(Duration::from_secs(5));
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for GroupProcess {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(3));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_thunderbird_says_how_to_install_it() {
+        let err = require_thunderbird_at(Path::new("/nonexistent/thunderbird")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("install Thunderbird: scripts/install-test-deps.sh"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn harness_prefs_are_appended() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("prefs.js");
+        fs::write(&p, "user_pref(\"a\", 1);").unwrap();
+        append_harness_prefs(&p, 4242, &[("x.y".into(), PrefValue::Bool(true))]).unwrap();
+        let s = fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            s,
+            "user_pref(\"a\", 1);\nuser_pref(\"marionette.port\", 4242);\n\
+             user_pref(\"remote.prefs.recommended\", false);\nuser_pref(\"x.y\", true);\n"
+        );
+    }
+
+    #[test]
+    fn process_group_is_killed_on_drop() {
+        use std::os::unix::process::CommandExt as _;
+        let child = Command::new("sh")
+            .args(["-c", "sleep 60 & sleep 60 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let g = GroupProcess {
+            pgid: child.id(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while g.members().len() < 3 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let members = g.members();
+        assert_eq!(members.len(), 3, "{members:?}");
+        drop(g);
+        for pid in members {
+            let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(
+                state.is_empty() || state.contains(") Z"),
+                "pid {pid} survived: {state}"
+            );
+        }
+    }
+}
