@@ -277,11 +277,17 @@ impl Report {
                     "\n  {}  [{} · {} · {}]",
                     control.title, control.id, control.severity, control.reference
                 );
+                let mut last_note = None;
                 for f in of_control {
                     let _ = writeln!(w, "    {}", finding_line(f));
-                    for extra in [&f.reason, &f.note].into_iter().flatten() {
-                        let _ = writeln!(w, "        {extra}");
+                    if let Some(reason) = &f.reason {
+                        let _ = writeln!(w, "        {reason}");
                     }
+                    // A note shared by a run of findings (e.g. every attachment type) once.
+                    if f.note.is_some() && f.note.as_ref() != last_note {
+                        let _ = writeln!(w, "        {}", f.note.as_deref().unwrap_or_default());
+                    }
+                    last_note = f.note.as_ref();
                 }
             }
         }
@@ -471,6 +477,18 @@ fn finding_line(f: &Finding) -> String {
     let mut line = format!("{} {}", f.status.symbol(), f.target);
     if let Some(setting) = &f.setting {
         let _ = write!(line, ": {setting}");
+    }
+    if f.expected == Json::String("locked".into()) {
+        let state = if f.actual == f.expected {
+            "locked"
+        } else {
+            "not locked"
+        };
+        let _ = write!(line, " is {state}");
+        if f.status != Status::Compliant {
+            let _ = write!(line, ": {}", f.status.as_str().replace('_', " "));
+        }
+        return line;
     }
     match f.status {
         Status::NotApplicable => line.push_str(": not applicable"),

@@ -203,6 +203,14 @@ impl PoliciesDoc {
         prefs.insert(name.to_owned(), Json::Object(entry));
     }
 
+    /// Sets `name` to a plain value: the legacy form, which unlocks, sets and locks, and so
+    /// also overrides a `pref(.., locked)` of a default-pref file (a `Status: locked` entry
+    /// silently loses to one).
+    pub fn set_legacy_pref(&mut self, name: &str, value: &PrefValue) {
+        let prefs = Self::object_at(self.policies_mut(), "Preferences");
+        prefs.insert(name.to_owned(), pref_to_json(value));
+    }
+
     /// Removes the `Preferences` entry for `name`; drops an emptied `Preferences`.
     pub fn remove_pref(&mut self, name: &str) -> bool {
         let policies = self.policies_mut();

@@ -485,6 +485,9 @@ impl Store for ThunderbirdStore {
         for (name, locations) in &lock_names {
             match owners.agreed(name) {
                 Ok(v) => match from_json(&v) {
+                    Some(v) if self.locked_by_default_file(locations) => {
+                        policy.set_legacy_pref(name, &v)
+                    }
                     Some(v) => policy.set_locked_pref(name, &v),
                     None => {
                         policy.remove_pref(name);
@@ -591,6 +594,25 @@ impl Store for ThunderbirdStore {
 }
 
 impl ThunderbirdStore {
+    /// A `pref(.., locked)` in a default-pref file holds one of these prefs; only the legacy
+    /// policy form can override it.
+    fn locked_by_default_file(&self, locations: &[&TbLocation]) -> bool {
+        locations.iter().any(|l| match l {
+            TbLocation::Pref { profile, name } => {
+                let p = &self.profiles[*profile];
+                let r = Layers {
+                    default_files: &self.system.default_files,
+                    policy: None,
+                    user_js: p.user_js.as_ref(),
+                    prefs_js: &p.prefs_js,
+                }
+                .resolve(name);
+                matches!(r.source, Source::DefaultFileLock { .. })
+            }
+            _ => false,
+        })
+    }
+
     fn write_all(&self, writes: Writes) -> Result<()> {
         let mut home = None;
         let mut system = None;

@@ -1,0 +1,516 @@
+//! `postwarden-agent` as a user runs it, against fixture homes and a fake system root.
+//! Thunderbird itself is not needed here; `tests/` proves the results in the real program.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use serde_json::Value as Json;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_postwarden-agent");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/thunderbird/noncompliant"
+);
+const BASELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/bsi-m5.57.toml");
+const PROFILE_DIR: &str = "k3x9qv2p.default-default";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    root: PathBuf,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Json {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+impl Env {
+    /// A home with the non-compliant fixture profile and an empty system root.
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let root = dir.path().join("root");
+        let profile = home.join(".thunderbird").join(PROFILE_DIR);
+        fs::create_dir_all(&profile).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::copy(
+            Path::new(FIXTURE).join("profiles.ini"),
+            home.join(".thunderbird/profiles.ini"),
+        )
+        .unwrap();
+        for f in ["prefs.js", "logins.json"] {
+            fs::copy(Path::new(FIXTURE).join(f), profile.join(f)).unwrap();
+        }
+        Env {
+            _dir: dir,
+            home,
+            root,
+        }
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.home.join(".thunderbird").join(PROFILE_DIR)
+    }
+
+    fn policy(&self) -> PathBuf {
+        self.root.join("etc/thunderbird/policies/policies.json")
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self._dir.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn agent(&self, cmd: &str, extra: &[&str]) -> Out {
+        let mut c = Command::new(AGENT);
+        c.arg(cmd)
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--system-root")
+            .arg(&self.root);
+        if cmd != "restore" {
+            if !extra.iter().any(|a| *a == "--profile") {
+                c.args(["--profile", BASELINE]);
+            }
+            if !extra
+                .iter()
+                .any(|a| a.starts_with("--var") || *a == "--no-var")
+            {
+                c.args(["--var", "user.email=alice@example.org"]);
+            }
+        }
+        c.args(extra.iter().filter(|a| **a != "--no-var"));
+        let out = c.output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// Every file and directory under the temp dir, with file contents.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self._dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                let meta = fs::symlink_metadata(&p).unwrap();
+                if meta.is_dir() {
+                    out.insert(p.clone(), None);
+                    stack.push(p);
+                } else if meta.is_file() {
+                    out.insert(p.clone(), Some(fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn statuses(report: &Json) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for f in report["findings"].as_array().unwrap() {
+        *m.entry(f["status"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    m
+}
+
+fn finding<'a>(report: &'a Json, control: &str, setting: &str) -> &'a Json {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["control"] == control && f["setting"] == setting)
+        .unwrap_or_else(|| panic!("no finding {control} {setting}"))
+}
+
+#[test]
+fn check_apply_check_restore() {
+    let env = Env::new();
+    let before = env.snapshot();
+
+    let check = env.agent("check", &["--format", "json"]);
+    assert_eq!(check.code, 1, "{}", check.stderr);
+    let r = check.json();
+    assert_eq!(r["compliant"], false);
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(
+        (f["status"].as_str(), &f["expected"], &f["actual"]),
+        (Some("drifted"), &Json::from(30), &Json::from(5))
+    );
+    assert_eq!(env.snapshot(), before, "check never writes");
+
+    let apply = env.agent("apply", &["--format", "json"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let r = apply.json();
+    let s = statuses(&r);
+    assert_eq!(s.get("failed"), None, "{s:?}");
+    assert_eq!(s.get("drifted"), None, "{s:?}");
+    assert!(s["repaired"] > 30, "{s:?}");
+    let f = finding(&r, "require-tls", "mail.server.server1.socketType");
+    assert_eq!(
+        f["actual"], 2,
+        "port 110 is repaired to STARTTLS, not implicit TLS"
+    );
+    assert_eq!(f["previous"], 0);
+    assert_eq!(f["locked"], true);
+
+    let check = env.agent("check", &[]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("Result    COMPLIANT"),
+        "{}",
+        check.stdout
+    );
+    let logins = fs::read_to_string(env.profile().join("logins.json")).unwrap();
+    assert!(
+        !logins.contains("pop3://"),
+        "saved mail passwords are removed: {logins}"
+    );
+
+    let restore = env.agent("restore", &[]);
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    assert!(restore.stdout.contains("restored"), "{}", restore.stdout);
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "restore is byte-identical, created files are gone"
+    );
+    let again = env.agent("restore", &[]);
+    assert!(
+        again.stdout.contains("Nothing to restore"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn apply_is_idempotent() {
+    let env = Env::new();
+    assert_eq!(env.agent("apply", &[]).code, 0);
+    let after_first = env.snapshot();
+    let second = env.agent("apply", &["--format", "json"]);
+    assert_eq!(second.code, 0);
+    let s = statuses(&second.json());
+    assert_eq!(s.get("repaired"), None, "nothing left to repair: {s:?}");
+    assert_eq!(
+        env.snapshot(),
+        after_first,
+        "a converged apply writes nothing"
+    );
+}
+
+#[test]
+fn audit_mode_writes_nothing() {
+    let env = Env::new();
+    let text = fs::read_to_string(BASELINE)
+        .unwrap()
+        .replace("mode = \"enforce\"", "mode = \"audit\"");
+    let profile = env.write("audit.toml", &text);
+    let before = env.snapshot();
+    let out = env.agent(
+        "apply",
+        &["--profile", profile.to_str().unwrap(), "--format", "json"],
+    );
+    assert_eq!(out.code, 1, "drift in audit mode is not a success");
+    let s = statuses(&out.json());
+    assert_eq!(s.get("repaired"), None, "{s:?}");
+    assert!(s["drifted"] > 20, "{s:?}");
+    assert_eq!(env.snapshot(), before);
+}
+
+/// Bad input: exit 2, a message naming the file, the position and the field, nothing written.
+#[test]
+fn bad_input_is_refused_and_nothing_is_written() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("profile.toml", "id = \"x\"\nversion = 1\ntitle = \"t\"\n[controls.reply-address\n", &[":4:"]),
+        (
+            "profile.toml",
+            "id = \"x\"\nversion = 1\ntitle = \"t\"\n[controls.no-such-control]\ntitle = \"t\"\nseverity = \"low\"\nrationale = \"r\"\nreference = \"r\"\nremediation = \"r\"\nvalue = true\n",
+            &["profile.toml:4:11", "field `controls.no-such-control`", "unknown control"],
+        ),
+        (
+            "profile.toml",
+            "id = \"x\"\nversion = 1\ntitle = \"t\"\n[controls.mail-check-interval]\ntitle = \"t\"\nseverity = \"low\"\nrationale = \"r\"\nreference = \"r\"\nremediation = \"r\"\nvalue = { minutes = \"often\" }\n",
+            &["profile.toml:10:9", "field `controls.mail-check-interval.value`", "invalid type"],
+        ),
+    ];
+    for (name, text, wants) in cases {
+        let env = Env::new();
+        let p = env.write(name, text);
+        let before = env.snapshot();
+        let out = env.agent("apply", &["--profile", p.to_str().unwrap()]);
+        assert_eq!(out.code, 2, "{text}: {}", out.stderr);
+        for w in *wants {
+            assert!(out.stderr.contains(w), "want {w:?} in {:?}", out.stderr);
+        }
+        assert_eq!(env.snapshot(), before, "{text}");
+    }
+
+    // An unresolved template variable.
+    let env = Env::new();
+    let before = env.snapshot();
+    let out = env.agent("apply", &["--no-var"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("bsi-m5.57.toml:27:9: field `controls.reply-address.value`: template variable `user.email` has no value"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.snapshot(), before);
+
+    // Corrupt client files.
+    let corrupt: &[(&str, &str, &str)] = &[
+        ("prefs.js", "user_pref(\"mail.server.server1.check_time\", 5);\nuser_pref(\"mail.identity.id1.reply_to\", \"oops);\n", "prefs.js:2:"),
+        ("logins.json", "{\"logins\": [", "logins.json:1:"),
+    ];
+    for (file, text, want) in corrupt {
+        let env = Env::new();
+        fs::write(env.profile().join(file), text).unwrap();
+        let before = env.snapshot();
+        let out = env.agent("apply", &[]);
+        assert_eq!(out.code, 2, "{file}");
+        assert!(
+            out.stderr.contains(want),
+            "want {want:?} in {:?}",
+            out.stderr
+        );
+        assert_eq!(env.snapshot(), before, "{file}");
+    }
+
+    let env = Env::new();
+    env.write(
+        "root/etc/thunderbird/policies/policies.json",
+        "{\n  \"policies\": {\n    \"A\": true,\n  }\n}\n",
+    );
+    let before = env.snapshot();
+    let out = env.agent("apply", &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("policies.json:4:3: not valid JSON"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.snapshot(), before);
+
+    let out = env.agent("check", &["--var", "user.email"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("expected NAME=VALUE"), "{}", out.stderr);
+}
+
+#[test]
+fn an_administrators_policies_are_kept_and_restored() {
+    let env = Env::new();
+    let admin = "{\n  \"policies\": {\n    \"DisableAppUpdate\": true,\n    \"Preferences\": {\n      \"mail.admin.thing\": {\"Value\": \"x\", \"Status\": \"locked\"},\n      \"mail.server.server1.check_time\": {\"Value\": 45, \"Status\": \"locked\"}\n    }\n  }\n}\n";
+    env.write("root/etc/thunderbird/policies/policies.json", admin);
+    let before = env.snapshot();
+    assert_eq!(env.agent("apply", &[]).code, 0);
+    let written: Json = serde_json::from_str(&fs::read_to_string(env.policy()).unwrap()).unwrap();
+    assert_eq!(written["policies"]["DisableAppUpdate"], true);
+    assert_eq!(
+        written["policies"]["Preferences"]["mail.admin.thing"]["Value"],
+        "x"
+    );
+    assert_eq!(
+        written["policies"]["Preferences"]["mail.server.server1.check_time"]["Value"], 30,
+        "the profile's value replaces the conflicting one"
+    );
+    assert_eq!(env.agent("restore", &[]).code, 0);
+    assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn distribution_policies_move_into_the_file_that_shadows_them() {
+    let env = Env::new();
+    env.write(
+        "root/usr/lib/thunderbird/distribution/policies.json",
+        "{\"policies\": {\"DisableTelemetry\": true}}",
+    );
+    assert_eq!(env.agent("apply", &[]).code, 0);
+    let written: Json = serde_json::from_str(&fs::read_to_string(env.policy()).unwrap()).unwrap();
+    assert_eq!(written["policies"]["DisableTelemetry"], true);
+}
+
+#[test]
+fn a_locked_default_pref_file_is_overridden_with_the_legacy_form() {
+    let env = Env::new();
+    env.write(
+        "root/etc/thunderbird/pref/site.js",
+        "pref(\"mail.server.server1.check_time\", 45, locked);\n",
+    );
+    let check = env.agent("check", &["--format", "json"]);
+    let r = check.json();
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(
+        (&f["actual"], &f["locked"]),
+        (&Json::from(45), &Json::from(true))
+    );
+    let apply = env.agent("apply", &["--format", "json"]);
+    assert_eq!(apply.code, 0, "{}", apply.stdout);
+    let r = apply.json();
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(f["status"], "repaired");
+    let written: Json = serde_json::from_str(&fs::read_to_string(env.policy()).unwrap()).unwrap();
+    assert_eq!(
+        written["policies"]["Preferences"]["mail.server.server1.check_time"], 30,
+        "a plain value, which unlocks the default-file lock first"
+    );
+}
+
+#[test]
+fn profiles_needing_different_values_fall_back_to_user_js() {
+    let env = Env::new();
+    // A second profile whose server1 uses implicit TLS on 995: its repair is socketType 3,
+    // the first profile's (port 110) is 2; policies.json can hold only one value.
+    let second = env.home.join(".thunderbird/second.work");
+    fs::create_dir_all(&second).unwrap();
+    let prefs = fs::read_to_string(env.profile().join("prefs.js"))
+        .unwrap()
+        .replace("server1.port\", 110", "server1.port\", 995");
+    fs::write(second.join("prefs.js"), prefs).unwrap();
+    let mut ini = fs::read_to_string(env.home.join(".thunderbird/profiles.ini")).unwrap();
+    ini.push_str("\n[Profile1]\nName=work\nIsRelative=1\nPath=second.work\n");
+    fs::write(env.home.join(".thunderbird/profiles.ini"), ini).unwrap();
+
+    let out = env.agent("apply", &["--format", "json"]);
+    assert_eq!(
+        out.code, 1,
+        "an unlockable setting is a failure of settings-locked"
+    );
+    let r = out.json();
+    let locks: Vec<&Json> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["control"] == "settings-locked" && f["setting"] == "mail.server.server1.socketType"
+        })
+        .collect();
+    assert_eq!(locks.len(), 2);
+    for f in &locks {
+        assert_eq!(f["status"], "failed");
+        assert!(
+            f["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("enforced, not locked"),
+            "{f}"
+        );
+    }
+    let values: Vec<&Json> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["control"] == "require-tls" && f["setting"] == "mail.server.server1.socketType"
+        })
+        .map(|f| &f["actual"])
+        .collect();
+    assert_eq!(values, [&Json::from(2), &Json::from(3)]);
+    let written = fs::read_to_string(env.policy()).unwrap();
+    assert!(
+        !written.contains("mail.server.server1.socketType"),
+        "{written}"
+    );
+    assert!(
+        written.contains("mail.server.server1.check_time"),
+        "agreeing prefs stay locked"
+    );
+    for (dir, v) in [(env.profile(), 2), (second, 3)] {
+        let user_js = fs::read_to_string(dir.join("user.js")).unwrap();
+        assert!(
+            user_js.contains(&format!(
+                "user_pref(\"mail.server.server1.socketType\", {v});"
+            )),
+            "{user_js}"
+        );
+    }
+}
+
+/// A process named `thunderbird` that holds the profile lock, as Thunderbird does on Linux.
+fn fake_thunderbird(env: &Env) -> Child {
+    let bin = env._dir.path().join("thunderbird");
+    fs::copy("/bin/sleep", &bin).unwrap();
+    let child = Command::new(&bin).arg("60").spawn().unwrap();
+    std::os::unix::fs::symlink(
+        format!("127.0.0.1:+{}", child.id()),
+        env.profile().join("lock"),
+    )
+    .unwrap();
+    child
+}
+
+#[test]
+fn a_running_thunderbird_gets_its_fix_at_the_next_start() {
+    let env = Env::new();
+    let mut tb = fake_thunderbird(&env);
+    // The lock predates the run, as a Thunderbird that started earlier.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let prefs_before = fs::read(env.profile().join("prefs.js")).unwrap();
+    let out = env.agent("apply", &["--format", "json"]);
+    let r = out.json();
+    assert_eq!(
+        fs::read(env.profile().join("prefs.js")).unwrap(),
+        prefs_before,
+        "prefs.js is not edited while Thunderbird runs"
+    );
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(f["status"], "pending_restart", "{f}");
+    let f = finding(
+        &r,
+        "no-saved-passwords",
+        "logins.json (saved mail passwords)",
+    );
+    assert_eq!(f["status"], "failed");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Thunderbird is running"),
+        "{f}"
+    );
+    assert_eq!(out.code, 1);
+    let check = env.agent("check", &["--format", "json"]);
+    let r = check.json();
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(
+        f["status"], "pending_restart",
+        "a check does not call it compliant yet"
+    );
+
+    tb.kill().unwrap();
+    tb.wait().unwrap();
+    fs::remove_file(env.profile().join("lock")).unwrap();
+    let apply = env.agent("apply", &[]);
+    assert_eq!(apply.code, 0, "{}", apply.stdout);
+    let check = env.agent("check", &[]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+}
+
+#[test]
+fn no_thunderbird_profile_means_nothing_to_check() {
+    let env = Env::new();
+    fs::remove_dir_all(env.home.join(".thunderbird")).unwrap();
+    let out = env.agent("check", &[]);
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout
+            .contains("No mail client configuration was found"),
+        "{}",
+        out.stdout
+    );
+}
