@@ -425,10 +425,11 @@ impl Report {
         let (high, medium, low) = (by(Severity::High), by(Severity::Medium), by(Severity::Low));
         let pending = self.count(Status::PendingRestart);
         let pending_text = if pending > 0 {
-            format!(
-                " {pending} fix{} take effect when the mail client restarts.",
-                if pending == 1 { "" } else { "es" }
-            )
+            if pending == 1 {
+                " 1 fix takes effect when the mail client restarts.".to_owned()
+            } else {
+                format!(" {pending} fixes take effect when the mail client restarts.")
+            }
         } else {
             String::new()
         };
@@ -517,3 +518,6 @@ fn finding_line(f: &Finding) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests;
