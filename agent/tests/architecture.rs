@@ -69,8 +69,14 @@ fn pure_code_does_no_io() {
 #[test]
 fn pure_crates_depend_on_no_io_crates() {
     for (manifest, allowed) in [
-        ("profiles/Cargo.toml", &["serde", "serde_json", "toml", "thiserror"][..]),
-        ("agent/engine/Cargo.toml", &["postwarden-profiles", "serde_json"][..]),
+        (
+            "profiles/Cargo.toml",
+            &["serde", "serde_json", "toml", "thiserror"][..],
+        ),
+        (
+            "agent/engine/Cargo.toml",
+            &["postwarden-profiles", "serde_json"][..],
+        ),
     ] {
         let text = fs::read_to_string(Path::new(ROOT).join(manifest)).unwrap();
         let deps = text
@@ -82,7 +88,10 @@ fn pure_crates_depend_on_no_io_crates() {
             .unwrap();
         for line in deps.lines().filter(|l| l.contains('=')) {
             let name = line.split(['=', '.']).next().unwrap().trim();
-            assert!(allowed.contains(&name), "{manifest}: `{name}` is not an allowed dependency of a pure crate");
+            assert!(
+                allowed.contains(&name),
+                "{manifest}: `{name}` is not an allowed dependency of a pure crate"
+            );
         }
     }
 }

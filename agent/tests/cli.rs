@@ -81,7 +81,7 @@ impl Env {
             .arg("--system-root")
             .arg(&self.root);
         if cmd != "restore" {
-            if !extra.iter().any(|a| *a == "--profile") {
+            if !extra.contains(&"--profile") {
                 c.args(["--profile", BASELINE]);
             }
             if !extra

@@ -14,7 +14,10 @@ fn reparse(file: &PrefsFile, what: &str) -> PrefsFile {
     let text = file.render();
     match PrefsFile::parse(&text) {
         Ok(again) => {
-            assert_eq!(&again, file, "state after {what} differs from a fresh parse");
+            assert_eq!(
+                &again, file,
+                "state after {what} differs from a fresh parse"
+            );
             again
         }
         Err(e) => panic!("text after {what} does not parse: {e}\n{text:?}"),
