@@ -17,6 +17,7 @@ const PURE: &[&str] = &[
     "agent/src/thunderbird/accounts.rs",
     "agent/src/thunderbird/logins.rs",
     "agent/src/thunderbird/mapping.rs",
+    "agent/src/thunderbird/mimetypes.rs",
     "agent/src/thunderbird/mapping",
 ];
 

@@ -176,6 +176,11 @@ fn check_apply_check_restore() {
         "{}",
         check.stdout
     );
+    let mime = fs::read_to_string(env.home.join(".mime.types")).unwrap();
+    assert!(
+        mime.contains("application/x-postwarden-pif\t\tpif"),
+        "Thunderbird skips a Handlers entry for an extension without a MIME type: {mime}"
+    );
     let logins = fs::read_to_string(env.profile().join("logins.json")).unwrap();
     assert!(
         !logins.contains("pop3://"),
@@ -196,6 +201,41 @@ fn check_apply_check_restore() {
         "{}",
         again.stdout
     );
+}
+
+#[test]
+fn an_extension_without_a_mime_type_is_not_compliant() {
+    let env = Env::new();
+    env.write(
+        "root/etc/mime.types",
+        "application/x-msdos-program\t\tcom exe bat dll\n",
+    );
+    env.write(
+        "root/etc/thunderbird/policies/policies.json",
+        r#"{"policies": {"Handlers": {"extensions": {
+            "exe": {"action": "saveToDisk", "ask": false},
+            "pif": {"action": "saveToDisk", "ask": false}}}}}"#,
+    );
+    let r = env.agent("check", &["--format", "json"]).json();
+    let exe = finding(
+        &r,
+        "attachments-save-before-open",
+        "Handlers policy for .exe",
+    );
+    assert_eq!(exe["status"], "compliant");
+    let pif = finding(
+        &r,
+        "attachments-save-before-open",
+        "Handlers policy for .pif",
+    );
+    assert_eq!(pif["status"], "drifted");
+    assert_eq!(
+        pif["actual"],
+        "ignored: Thunderbird knows no MIME type for .pif"
+    );
+    assert_eq!(env.agent("apply", &[]).code, 0);
+    let mime = fs::read_to_string(env.home.join(".mime.types")).unwrap();
+    assert!(mime.contains("pif") && !mime.contains("exe"), "{mime}");
 }
 
 #[test]
@@ -442,6 +482,7 @@ fn profiles_needing_different_values_fall_back_to_user_js() {
 }
 
 /// A process named `thunderbird` that holds the profile lock, as Thunderbird does on Linux.
+#[cfg(target_os = "linux")]
 fn fake_thunderbird(env: &Env) -> Child {
     let bin = env._dir.path().join("thunderbird");
     fs::copy("/bin/sleep", &bin).unwrap();
@@ -454,6 +495,7 @@ fn fake_thunderbird(env: &Env) -> Child {
     child
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn a_running_thunderbird_gets_its_fix_at_the_next_start() {
     let env = Env::new();

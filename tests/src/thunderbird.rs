@@ -146,6 +146,9 @@ pub struct LaunchOptions {
     /// Keep the temporary directory (profile copy, HOME, log) for debugging.
     /// Also enabled by `POSTWARDEN_E2E_KEEP_TMP=1`.
     pub keep_tmp: bool,
+    /// Files to copy into Thunderbird's HOME: `(path relative to HOME, source file)`, e.g. the
+    /// user's `~/.mime.types`.
+    pub home_files: Vec<(String, PathBuf)>,
 }
 
 impl Default for LaunchOptions {
@@ -157,6 +160,7 @@ impl Default for LaunchOptions {
             profile_files: PROFILE_FILES.iter().map(|s| s.to_string()).collect(),
             extra_prefs: Vec::new(),
             keep_tmp: std::env::var_os("POSTWARDEN_E2E_KEEP_TMP").is_some_and(|v| v == "1"),
+            home_files: Vec::new(),
         }
     }
 }
@@ -218,6 +222,13 @@ impl ThunderbirdRun {
         let home = tmp.path().join("home");
         fs::create_dir_all(&copy)?;
         fs::create_dir_all(&home)?;
+        for (rel, src) in &opts.home_files {
+            let dst = home.join(rel);
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::copy(src, &dst).with_context(|| format!("copying {}", src.display()))?;
+        }
         for name in &opts.profile_files {
             let src = profile.join(name);
             if src.is_file() {

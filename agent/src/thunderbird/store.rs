@@ -7,12 +7,14 @@
 //!   running (it rewrites prefs.js while it runs), into user.js when it is (read at next start);
 //! - a lock that cannot be expressed machine-wide (profiles on this machine need different values
 //!   for the same pref name) falls back to user.js and is reported as enforced but not locked;
-//! - saved mail passwords are removed from logins.json only while Thunderbird is closed.
+//! - saved mail passwords are removed from logins.json only while Thunderbird is closed;
+//! - an attachment type Thunderbird knows no MIME type for gets one in the user's
+//!   `~/.mime.types` (Linux), or the `Handlers` policy would silently skip it.
 //!
 //! All input files are parsed before anything is written: a corrupt file stops the run with an
 //! error naming it, and nothing is changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use super::discover::{self, Running};
 use super::effective::{DefaultPrefFile, Layers, Source};
 use super::logins::Logins;
 use super::mapping::{ProfileView, TbLocation};
+use super::mimetypes;
 use super::policies::PoliciesDoc;
 use super::prefs::{PrefValue, PrefsFile};
 use crate::fsx::write_atomic;
@@ -139,6 +142,9 @@ pub struct SystemFiles {
     pub policy: Option<PoliciesDoc>,
     policy_mtime: Option<SystemTime>,
     pub default_files: Vec<DefaultPrefFile>,
+    /// Extensions with a MIME type in `/etc/mime.types` (Linux; `None` elsewhere, where the OS
+    /// type registry is not modelled).
+    mime_extensions: Option<BTreeSet<String>>,
 }
 
 impl SystemFiles {
@@ -191,7 +197,18 @@ impl SystemFiles {
                 }
             }
         }
+        let mime_extensions = if cfg!(target_os = "linux") {
+            let path = discover::under(&paths.system_root, "etc/mime.types");
+            Some(
+                read_text(&path)?
+                    .map(|t| mimetypes::extensions(&t))
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
         Ok(SystemFiles {
+            mime_extensions,
             policy_path,
             policy,
             policy_mtime,
@@ -238,6 +255,13 @@ impl LockOwners {
             .entry(name.to_owned())
             .or_default()
             .insert(profile.display().to_string(), value);
+    }
+
+    fn forget_missing_profiles(&mut self) {
+        for owners in self.prefs.values_mut() {
+            owners.retain(|dir, _| Path::new(dir).is_dir());
+        }
+        self.prefs.retain(|_, owners| !owners.is_empty());
     }
 
     /// The value every owner agrees on, or the profiles that disagree.
@@ -304,6 +328,8 @@ pub struct ThunderbirdStore {
     dirs: Vec<PathBuf>,
     pub system: SystemFiles,
     pub profiles: Vec<LoadedProfile>,
+    /// The user's `~/.mime.types`, if any.
+    user_mime: Option<String>,
     /// The last read is current (skip re-reading on the first observe).
     fresh: bool,
 }
@@ -317,6 +343,7 @@ impl ThunderbirdStore {
             dirs,
             system: SystemFiles::read(paths)?,
             profiles: Vec::new(),
+            user_mime: read_text(&paths.home.join(".mime.types"))?,
             fresh: true,
         };
         store.profiles = store
@@ -329,6 +356,7 @@ impl ThunderbirdStore {
 
     fn refresh(&mut self) -> Result<()> {
         self.system = SystemFiles::read(&self.paths)?;
+        self.user_mime = read_text(&self.paths.home.join(".mime.types"))?;
         self.profiles = self
             .dirs
             .iter()
@@ -350,6 +378,18 @@ impl ThunderbirdStore {
 
     pub fn policy_scope(&self) -> String {
         self.system.policy_path.display().to_string()
+    }
+
+    /// Whether Thunderbird can resolve a MIME type for `ext` (always assumed off Linux).
+    fn knows_type(&self, ext: &str) -> bool {
+        let Some(system) = &self.system.mime_extensions else {
+            return true;
+        };
+        system.contains(ext)
+            || self
+                .user_mime
+                .as_deref()
+                .is_some_and(|t| mimetypes::extensions(t).contains(ext))
     }
 
     fn stale(&self, running: Option<&Running>, source: &Source, profile: &LoadedProfile) -> bool {
@@ -401,6 +441,9 @@ impl ThunderbirdStore {
             TbLocation::Handler { ext } => {
                 let value = match self.system.policy.as_ref().and_then(|p| p.handler(ext)) {
                     None => Value::Absent,
+                    Some(_) if !self.knows_type(ext) => Value::Text(format!(
+                        "ignored: Thunderbird knows no MIME type for .{ext}"
+                    )),
                     Some((action, false)) => Value::Text(action),
                     Some((action, true)) => Value::Text(format!("{action}, ask first")),
                 };
@@ -471,6 +514,8 @@ impl Store for ThunderbirdStore {
         let locks_path = self.paths.locks_file();
         let mut owners = LockOwners::load(&locks_path)?;
         let owners_before = owners.clone();
+        // A profile that no longer exists no longer needs its value.
+        owners.forget_missing_profiles();
 
         // 1. Locks: who wants which value for each machine-wide pref name.
         let mut lock_names: BTreeMap<&str, Vec<&TbLocation>> = BTreeMap::new();
@@ -515,6 +560,7 @@ impl Store for ThunderbirdStore {
         let mut prefs_js: BTreeMap<usize, PrefsFile> = BTreeMap::new();
         let mut user_js: BTreeMap<usize, PrefsFile> = BTreeMap::new();
         let mut logins: BTreeMap<usize, Logins> = BTreeMap::new();
+        let mut untyped: Vec<String> = Vec::new();
         for a in &plan.actions {
             match &a.location {
                 TbLocation::Pref { profile, name } => {
@@ -533,8 +579,10 @@ impl Store for ThunderbirdStore {
                         set_or_remove(f, name, value.as_ref());
                     }
                     // user.js overrides prefs.js at every start: keep it in line, and use it
-                    // where prefs.js cannot be edited (running) or no lock can hold the value.
-                    if in_user_js || fallback || (p.running.is_some() && !locked) {
+                    // where prefs.js cannot be edited (running: the user's own value then
+                    // becomes right at the next start, not only the lock above it) or where no
+                    // lock can hold the value.
+                    if in_user_js || fallback || p.running.is_some() {
                         let f = user_js.entry(*profile).or_insert_with(|| {
                             p.user_js
                                 .clone()
@@ -561,7 +609,12 @@ impl Store for ThunderbirdStore {
                             .remove_mail();
                     }
                 }
-                TbLocation::Handler { ext } => policy.set_save_to_disk(ext),
+                TbLocation::Handler { ext } => {
+                    policy.set_save_to_disk(ext);
+                    if !self.knows_type(ext) {
+                        untyped.push(ext.clone());
+                    }
+                }
             }
         }
 
@@ -581,6 +634,10 @@ impl Store for ThunderbirdStore {
         }
         for (i, f) in user_js {
             writes.insert(self.profiles[i].dir.join("user.js"), (f.render(), 0o600));
+        }
+        if !untyped.is_empty() {
+            let text = mimetypes::with_types(self.user_mime.as_deref().unwrap_or(""), &untyped);
+            writes.insert(self.paths.home.join(".mime.types"), (text, 0o644));
         }
         for (i, l) in logins {
             writes.insert(
