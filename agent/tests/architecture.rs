@@ -96,3 +96,15 @@ fn pure_crates_depend_on_no_io_crates() {
         }
     }
 }
+
+/// One TLS stack: rustls. OpenSSL and native-tls must never enter the build.
+#[test]
+fn no_openssl_in_the_dependency_graph() {
+    let lock = fs::read_to_string(Path::new(ROOT).join("Cargo.lock")).unwrap();
+    for banned in ["openssl", "openssl-sys", "native-tls"] {
+        assert!(
+            !lock.contains(&format!("name = \"{banned}\"")),
+            "Cargo.lock contains {banned}: use rustls"
+        );
+    }
+}

@@ -390,7 +390,7 @@ fn a_locked_default_pref_file_is_overridden_with_the_legacy_form() {
     let env = Env::new();
     env.write(
         "root/etc/thunderbird/pref/site.js",
-        "pref(\"mail.server.server1.check_time\", 45, locked);\n",
+        "pref(\"mail.server.server1.check_time\", 45, locked);\npref(\"signon.rememberSignons\", true, locked);\n",
     );
     let check = env.agent("check", &["--format", "json"]);
     let r = check.json();
@@ -409,6 +409,16 @@ fn a_locked_default_pref_file_is_overridden_with_the_legacy_form() {
         written["policies"]["Preferences"]["mail.server.server1.check_time"], 30,
         "a plain value, which unlocks the default-file lock first"
     );
+    let f = finding(&r, "no-saved-passwords", "signon.rememberSignons");
+    assert_eq!(
+        (&f["status"], &f["locked"]),
+        (&Json::from("repaired"), &Json::from(true))
+    );
+    assert_eq!(
+        written["policies"]["OfferToSaveLogins"], false,
+        "the named policy, which also overrides the default-file lock"
+    );
+    assert!(written["policies"]["Preferences"]["signon.rememberSignons"].is_null());
 }
 
 #[test]

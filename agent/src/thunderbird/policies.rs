@@ -211,6 +211,11 @@ impl PoliciesDoc {
         prefs.insert(name.to_owned(), pref_to_json(value));
     }
 
+    /// Sets a top-level named policy, e.g. `"OfferToSaveLogins": false`.
+    pub fn set_named(&mut self, policy: &str, value: Json) {
+        self.policies_mut().insert(policy.to_owned(), value);
+    }
+
     /// Removes the `Preferences` entry for `name`; drops an emptied `Preferences`.
     pub fn remove_pref(&mut self, name: &str) -> bool {
         let policies = self.policies_mut();

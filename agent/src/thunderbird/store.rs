@@ -36,6 +36,9 @@ use super::prefs::{PrefValue, PrefsFile};
 use crate::fsx::write_atomic;
 use crate::journal::Journal;
 
+const REMEMBER_SIGNONS: &str = "signon.rememberSignons";
+const OFFER_TO_SAVE_LOGINS: &str = "OfferToSaveLogins";
+
 /// The user and machine an agent run works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -530,6 +533,12 @@ impl Store for ThunderbirdStore {
         for (name, locations) in &lock_names {
             match owners.agreed(name) {
                 Ok(v) => match from_json(&v) {
+                    // The named policy locks it and, unlike a Status:locked entry, also wins
+                    // over a default-pref file or AutoConfig lock.
+                    Some(PrefValue::Bool(false)) if *name == REMEMBER_SIGNONS => {
+                        policy.remove_pref(name);
+                        policy.set_named(OFFER_TO_SAVE_LOGINS, Json::Bool(false));
+                    }
                     Some(v) if self.locked_by_default_file(locations) => {
                         policy.set_legacy_pref(name, &v)
                     }
