@@ -370,11 +370,17 @@ fn control_value(
         }
         ControlId::MailCheckInterval => {
             let v: MinutesValue = ctx.typed(value, field, "a table `{ minutes = 30 }`")?;
-            if !(1..=1440).contains(&v.minutes) {
+            // 1 is refused: Thunderbird's policy engine stores the integer 1 as a boolean for a
+            // per-server pref (which has no default), leaving the lock without a value.
+            if !(2..=1440).contains(&v.minutes) {
                 return Err(ctx.error(
                     at,
                     Some(format!("{field}.minutes")),
-                    format!("{} minutes is out of range (1 to 1440)", v.minutes),
+                    format!(
+                        "{} minutes is out of range (2 to 1440; 1 cannot be locked in \
+                         Thunderbird, whose policy engine reads it as a boolean)",
+                        v.minutes
+                    ),
                 ));
             }
             ControlValue::MailCheckInterval { minutes: v.minutes }
@@ -414,11 +420,11 @@ fn control_value(
                 field,
                 "a table `{ warning_percent = 90, warning_mb = 9000, maximum_mb = 10000 }`",
             )?;
-            if !(1..=100).contains(&v.warning_percent) {
+            if !(2..=100).contains(&v.warning_percent) {
                 return Err(ctx.error(
                     at,
                     Some(format!("{field}.warning_percent")),
-                    format!("{} is out of range (1 to 100)", v.warning_percent),
+                    format!("{} is out of range (2 to 100)", v.warning_percent),
                 ));
             }
             if v.warning_mb == 0 || v.warning_mb >= v.maximum_mb {

@@ -103,7 +103,11 @@ fn control_values_are_typed_and_range_checked() {
     let cases: &[(&str, &str)] = &[
         (
             "mail-check-interval]\nvalue = { minutes = 0 }",
-            "field `controls.mail-check-interval.value.minutes`: 0 minutes is out of range (1 to 1440)",
+            "field `controls.mail-check-interval.value.minutes`: 0 minutes is out of range (2 to 1440",
+        ),
+        (
+            "mail-check-interval]\nvalue = { minutes = 1 }",
+            "1 minutes is out of range (2 to 1440; 1 cannot be locked in Thunderbird",
         ),
         (
             "mail-check-interval]\nvalue = { minutes = \"30\" }",
