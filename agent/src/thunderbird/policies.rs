@@ -51,7 +51,8 @@ pub struct PoliciesDoc {
     root: Map<String, Json>,
 }
 
-fn json_to_pref(v: &Json) -> Option<PrefValue> {
+/// A JSON scalar as a pref value (`None` for null, arrays, objects and non-integers).
+pub fn json_to_pref(v: &Json) -> Option<PrefValue> {
     match v {
         Json::Bool(b) => Some(PrefValue::Bool(*b)),
         Json::Number(n) => n.as_i64().map(PrefValue::Int),
@@ -60,7 +61,7 @@ fn json_to_pref(v: &Json) -> Option<PrefValue> {
     }
 }
 
-fn pref_to_json(v: &PrefValue) -> Json {
+pub fn pref_to_json(v: &PrefValue) -> Json {
     match v {
         PrefValue::Bool(b) => Json::Bool(*b),
         PrefValue::Int(i) => Json::from(*i),

@@ -31,7 +31,7 @@ use super::effective::{DefaultPrefFile, Layers, Source};
 use super::logins::Logins;
 use super::mapping::{ProfileView, TbLocation};
 use super::mimetypes;
-use super::policies::PoliciesDoc;
+use super::policies::{json_to_pref, pref_to_json, PoliciesDoc};
 use super::prefs::{PrefValue, PrefsFile};
 use crate::fsx::write_atomic;
 use crate::journal::Journal;
@@ -279,23 +279,6 @@ impl LockOwners {
     }
 }
 
-fn to_json(v: &PrefValue) -> Json {
-    match v {
-        PrefValue::Bool(b) => Json::Bool(*b),
-        PrefValue::Int(i) => Json::from(*i),
-        PrefValue::Str(s) => Json::String(s.clone()),
-    }
-}
-
-fn from_json(v: &Json) -> Option<PrefValue> {
-    match v {
-        Json::Bool(b) => Some(PrefValue::Bool(*b)),
-        Json::Number(n) => n.as_i64().map(PrefValue::Int),
-        Json::String(s) => Some(PrefValue::Str(s.clone())),
-        _ => None,
-    }
-}
-
 fn to_pref(v: &Value) -> Result<Option<PrefValue>> {
     Ok(match v {
         Value::Absent => None,
@@ -524,7 +507,7 @@ impl Store for ThunderbirdStore {
         let mut lock_names: BTreeMap<&str, Vec<&TbLocation>> = BTreeMap::new();
         for a in plan.actions.iter().filter(|a| a.lock) {
             if let TbLocation::Pref { profile, name } = &a.location {
-                let v = to_pref(&a.value)?.map_or(Json::Null, |v| to_json(&v));
+                let v = to_pref(&a.value)?.map_or(Json::Null, |v| pref_to_json(&v));
                 owners.set(name, &self.profiles[*profile].dir, v);
                 lock_names.entry(name).or_default().push(&a.location);
             }
@@ -532,7 +515,7 @@ impl Store for ThunderbirdStore {
         let mut unlockable: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (name, locations) in &lock_names {
             match owners.agreed(name) {
-                Ok(v) => match from_json(&v) {
+                Ok(v) => match json_to_pref(&v) {
                     // The named policy locks it and, unlike a Status:locked entry, also wins
                     // over a default-pref file or AutoConfig lock.
                     Some(PrefValue::Bool(false)) if *name == REMEMBER_SIGNONS => {
