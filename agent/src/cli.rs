@@ -153,7 +153,13 @@ pub fn run_profile(
         Intent::Check => RunKind::Check,
         Intent::Apply => RunKind::Apply,
     };
-    Ok(Report::new(run, profile, findings, generated_at))
+    let mut report = Report::new(run, profile, findings, generated_at);
+    if !store.profiles.is_empty() {
+        report
+            .caveats
+            .extend(thunderbird::discover::platform_caveat().map(str::to_owned));
+    }
+    Ok(report)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

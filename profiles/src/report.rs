@@ -147,6 +147,9 @@ pub struct Report {
     pub generated_at: Option<String>,
     pub controls: Vec<ControlSummary>,
     pub findings: Vec<Finding>,
+    /// What this run could not verify, e.g. platform behaviour known only from documentation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
 }
 
 /// Metadata of the pseudo-control that groups raw Thunderbird prefs.
@@ -194,6 +197,7 @@ impl Report {
             generated_at,
             controls,
             findings,
+            caveats: Vec::new(),
         }
     }
 
@@ -370,6 +374,13 @@ impl Report {
                         let _ = writeln!(w, "      {line}");
                     }
                 }
+            }
+        }
+
+        if !self.caveats.is_empty() {
+            let _ = writeln!(w, "\nNOT VERIFIED");
+            for c in &self.caveats {
+                let _ = writeln!(w, "  • {c}");
             }
         }
 

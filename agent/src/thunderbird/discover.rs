@@ -123,6 +123,21 @@ pub fn running(profile: &Path) -> Option<Running> {
     }
 }
 
+/// What this build does on the current OS without having been verified against a real
+/// Thunderbird there; reported with every run's results.
+pub fn platform_caveat() -> Option<&'static str> {
+    if cfg!(target_os = "linux") {
+        None
+    } else {
+        Some(
+            "Thunderbird on this OS: the policies.json location (the default installation's \
+             distribution directory) and the running-instance check (parent.lock) come from \
+             Mozilla's documentation and were not verified against a real Thunderbird here; \
+             Thunderbird installed elsewhere does not read the file Postwarden writes",
+        )
+    }
+}
+
 /// `root` joined with an absolute system path, so tests can use a fake root.
 pub fn under(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))

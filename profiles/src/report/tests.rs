@@ -176,6 +176,19 @@ fn json_round_trips() {
 }
 
 #[test]
+fn caveats_are_reported_as_not_verified() {
+    let mut r = sample(RunKind::Check);
+    assert!(!serde_json::to_string(&r).unwrap().contains("caveats"));
+    r.caveats.push("policy location unverified".into());
+    assert!(r
+        .render_text()
+        .contains("NOT VERIFIED\n  • policy location unverified\n"));
+    assert!(serde_json::to_string(&r)
+        .unwrap()
+        .contains("\"caveats\":[\"policy location unverified\"]"));
+}
+
+#[test]
 fn text_report_reads_like_an_audit() {
     expect![[r#"
         POSTWARDEN COMPLIANCE REPORT
