@@ -15,3 +15,15 @@ pub mod pop3;
 pub mod thunderbird;
 
 pub use thunderbird::{require_thunderbird, LaunchOptions, ProbeQuery, QuitReport, ThunderbirdRun};
+
+static THUNDERBIRD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Serialises the Thunderbird runs of one test binary (each start takes a core for seconds) and
+/// fails the calling test loudly when Thunderbird is missing; it never skips.
+pub fn thunderbird_lock() -> std::sync::MutexGuard<'static, ()> {
+    let guard = THUNDERBIRD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = require_thunderbird() {
+        panic!("{e:#}");
+    }
+    guard
+}

@@ -22,26 +22,15 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use postwarden_e2e::fixture::{write_noncompliant_profile, FIXTURE_LOGIN_ORIGINS};
 use postwarden_e2e::pop3::FakePop3;
 use postwarden_e2e::thunderbird::{process_group_members, LaunchOptions};
-use postwarden_e2e::{require_thunderbird, ProbeQuery, ThunderbirdRun};
+use postwarden_e2e::{thunderbird_lock, ProbeQuery, ThunderbirdRun};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-
-static THUNDERBIRD: Mutex<()> = Mutex::new(());
-
-/// Serialises Thunderbird runs and fails loudly when Thunderbird is missing.
-fn serial() -> MutexGuard<'static, ()> {
-    let guard = THUNDERBIRD.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = require_thunderbird() {
-        panic!("{e:#}");
-    }
-    guard
-}
 
 const BUILTIN: &str = "builtin:bsi-m5.57";
 const EMAIL: &str = "alice@example.test";
@@ -756,7 +745,7 @@ fn tree_diff(before: &Tree, after: &Tree) -> Vec<String> {
 
 #[test]
 fn apply_is_effective_in_real_thunderbird() {
-    let _serial = serial();
+    let _serial = thunderbird_lock();
     let mut verdict = Verdict::new("apply_is_effective_in_real_thunderbird");
     // Nothing should connect (login_at_startup is off); the port is a live
     // fake server all the same, so a stray connection cannot raise an alert.
@@ -1069,7 +1058,7 @@ fn fetch(run: &ThunderbirdRun, wait: Duration, label: &str) -> Value {
 
 #[test]
 fn pop3_deletes_after_fetch_after_apply() {
-    let _serial = serial();
+    let _serial = thunderbird_lock();
     let pop = FakePop3::start(false).unwrap();
     let sb = Sandbox::new(pop.port);
 
@@ -1171,7 +1160,7 @@ fn pop3_deletes_after_fetch_after_apply() {
 
 #[test]
 fn pop3_uses_starttls_after_apply() {
-    let _serial = serial();
+    let _serial = thunderbird_lock();
     let label = "pop3-starttls";
     let pop = FakePop3::start(true).unwrap();
     let sb = Sandbox::new(pop.port);
@@ -1321,7 +1310,7 @@ fn check_pending(verdict: &mut Verdict, report: &Value) {
 
 #[test]
 fn apply_while_thunderbird_runs_is_pending_restart() {
-    let _serial = serial();
+    let _serial = thunderbird_lock();
     let mut verdict = Verdict::new("apply_while_thunderbird_runs_is_pending_restart");
     let label = "running";
     let pop = FakePop3::start(false).unwrap();

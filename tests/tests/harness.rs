@@ -13,26 +13,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use postwarden_e2e::fixture::{write_noncompliant_profile, FIXTURE_LOGIN_ORIGINS};
 use postwarden_e2e::pop3::{FakePop3, Pop3Log};
 use postwarden_e2e::thunderbird::process_group_members;
-use postwarden_e2e::{require_thunderbird, ProbeQuery, ThunderbirdRun};
+use postwarden_e2e::{thunderbird_lock, ProbeQuery, ThunderbirdRun};
 use serde_json::{json, Value};
 use tempfile::TempDir;
-
-static THUNDERBIRD: Mutex<()> = Mutex::new(());
-
-/// Serialises Thunderbird runs and fails loudly when Thunderbird is missing.
-fn thunderbird_lock() -> MutexGuard<'static, ()> {
-    let guard = THUNDERBIRD.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = require_thunderbird() {
-        panic!("{e:#}");
-    }
-    guard
-}
 
 const CHECK_TIME: &str = "mail.server.server1.check_time";
 const LEAVE_ON_SERVER: &str = "mail.server.server1.leave_on_server";
