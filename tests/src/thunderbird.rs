@@ -394,6 +394,20 @@ impl ThunderbirdRun {
         result.with_context(|| format!("fetching mail for POP3 server {server_key}"))
     }
 
+    /// [`quit`](Self::quit) for tests: panics with `label` if quitting fails and logs how
+    /// long it took and whether signals were needed.
+    pub fn quit_logged(self, label: &str) -> QuitReport {
+        let report = self
+            .quit()
+            .unwrap_or_else(|e| panic!("[{label}] quitting Thunderbird: {e:#}"));
+        eprintln!(
+            "[{label}] Thunderbird quit in {:.2} s (escalated: {:?})",
+            report.duration.as_secs_f64(),
+            report.escalated_to
+        );
+        report
+    }
+
     /// Asks Thunderbird to force-quit, waits, then SIGTERM/SIGKILLs the
     /// process group if anything is left.
     pub fn quit(mut self) -> Result<QuitReport> {

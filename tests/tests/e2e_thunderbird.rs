@@ -347,17 +347,6 @@ fn start_thunderbird(profile: &Path, etc: Option<PathBuf>, label: &str) -> Thund
     run
 }
 
-fn quit(run: ThunderbirdRun, label: &str) {
-    let r = run
-        .quit()
-        .unwrap_or_else(|e| panic!("[{label}] quitting Thunderbird: {e:#}"));
-    eprintln!(
-        "[{label}] Thunderbird quit in {:.2} s (escalated: {:?})",
-        r.duration.as_secs_f64(),
-        r.escalated_to
-    );
-}
-
 // ---------------------------------------------------------------------------
 // Reports
 // ---------------------------------------------------------------------------
@@ -950,7 +939,7 @@ fn apply_is_effective_in_real_thunderbird() {
             verdict.eq(&v, &format!("/prefs/{setting}/value"), f["actual"].clone());
         }
     }
-    quit(run, label);
+    run.quit_logged(label);
     if harness_adds_pref_dir {
         fs::remove_dir_all(&pref_dir).unwrap();
     }
@@ -1023,7 +1012,7 @@ fn apply_is_effective_in_real_thunderbird() {
     verdict.that(locked.is_empty(), || {
         format!("expected no baseline pref locked after restore, Thunderbird reports {locked:?}")
     });
-    quit(run, label);
+    run.quit_logged(label);
     verdict.finish();
 }
 
@@ -1081,7 +1070,7 @@ fn pop3_deletes_after_fetch_after_apply() {
         before.iter().any(|c| c == "RETR 1") && !before.iter().any(|c| c.starts_with("DELE")),
         "[{label}] without a policy: expected RETR 1 and no DELE, the server saw {before:?}"
     );
-    quit(run, label);
+    run.quit_logged(label);
 
     // apply (TLS only audited: the fake server has no TLS).
     let profiles = TempDir::with_prefix("postwarden-e2e-profile-").unwrap();
@@ -1147,7 +1136,7 @@ fn pop3_deletes_after_fetch_after_apply() {
         "[{label}] expected the fetch to finish with status 0, Thunderbird reported {r}"
     );
     let v = probe(&run, &ProbeQuery::new(), label);
-    quit(run, label);
+    run.quit_logged(label);
     let mut verdict = Verdict::new("pop3_deletes_after_fetch_after_apply");
     verdict.phase(label);
     verdict.probe_clean(&v);
@@ -1214,7 +1203,7 @@ fn pop3_uses_starttls_after_apply() {
     }
     let v = probe(&run, &ProbeQuery::new(), label);
     verdict.probe_clean(&v);
-    quit(run, label);
+    run.quit_logged(label);
     verdict.finish();
 }
 
@@ -1413,7 +1402,7 @@ fn apply_while_thunderbird_runs_is_pending_restart() {
     check_pending(&mut verdict, &check.report());
 
     // --- Thunderbird closed: the policy-backed values are in force -----------------
-    quit(run, label);
+    run.quit_logged(label);
     fs::remove_file(&lock).unwrap();
     verdict.phase("check after quit");
     let check = sb.agent("check", BUILTIN);

@@ -114,17 +114,6 @@ fn probe(run: &ThunderbirdRun, label: &str) -> Value {
     v
 }
 
-fn quit(run: ThunderbirdRun, label: &str) {
-    let report = run
-        .quit()
-        .unwrap_or_else(|e| panic!("quitting Thunderbird ({label}): {e:#}"));
-    eprintln!(
-        "[{label}] quit in {:.2} s (escalated: {:?})",
-        report.duration.as_secs_f64(),
-        report.escalated_to
-    );
-}
-
 /// Collects `pointer: expected X, got Y` for every mismatch.
 #[derive(Default)]
 struct Expect(Vec<String>);
@@ -285,7 +274,7 @@ fn a_without_policy_thunderbird_uses_the_noncompliant_profile() {
     assert!(log.saw("RETR 1"), "{log:?}");
     assert!(!saw_dele(&log), "deleted without a policy: {log:?}");
     assert!(!log.tls_client_hello && !log.saw("STLS"), "{log:?}");
-    quit(run, label);
+    run.quit_logged(label);
 }
 
 #[test]
@@ -347,7 +336,7 @@ fn c1_locked_leave_on_server_false_makes_thunderbird_send_dele() {
     let retr = verbs.iter().position(|c| c == "RETR").unwrap();
     let dele = verbs.iter().position(|c| c == "DELE").unwrap();
     assert!(retr < dele, "{log:?}");
-    quit(run, label);
+    run.quit_logged(label);
 }
 
 #[test]
@@ -378,7 +367,7 @@ fn c2_locked_starttls_makes_thunderbird_start_tls() {
     assert_eq!(log.commands, ["CAPA", "STLS"], "{log:?}");
     let v = probe(&run, label);
     assert_only_main_window(&v, label);
-    quit(run, label);
+    run.quit_logged(label);
 }
 
 fn list(dir: &Path) -> Vec<String> {

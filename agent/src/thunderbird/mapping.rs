@@ -102,7 +102,7 @@ fn raw_to_value(v: &RawValue) -> Value {
 }
 
 struct Builder<'a> {
-    out: Mapped,
+    out: &'a mut Mapped,
     control: &'a Control,
     scope: &'a str,
 }
@@ -149,7 +149,7 @@ pub fn map(
         if let ControlValue::AttachmentsSaveBeforeOpen { extensions } = &control.value {
             if !views.is_empty() {
                 let mut b = Builder {
-                    out,
+                    out: &mut out,
                     control,
                     scope: policy_scope,
                 };
@@ -161,18 +161,16 @@ pub fn map(
                         Some(HANDLER_NOTE),
                     );
                 }
-                out = b.out;
             }
             continue;
         }
         for (index, view) in views.iter().enumerate() {
             let mut b = Builder {
-                out,
+                out: &mut out,
                 control,
                 scope: view.scope,
             };
             map_control(&mut b, index, view, vars)?;
-            out = b.out;
         }
     }
 

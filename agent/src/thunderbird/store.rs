@@ -314,8 +314,9 @@ pub struct ThunderbirdStore {
     dirs: Vec<PathBuf>,
     pub system: SystemFiles,
     pub profiles: Vec<LoadedProfile>,
-    /// The user's `~/.mime.types`, if any.
+    /// The user's `~/.mime.types`, if any, and the extensions it maps (parsed once per read).
     user_mime: Option<String>,
+    user_mime_extensions: BTreeSet<String>,
     /// The last read is current (skip re-reading on the first observe).
     fresh: bool,
 }
@@ -329,9 +330,11 @@ impl ThunderbirdStore {
             dirs,
             system: SystemFiles::read(paths)?,
             profiles: Vec::new(),
-            user_mime: read_text(&paths.home.join(".mime.types"))?,
+            user_mime: None,
+            user_mime_extensions: BTreeSet::new(),
             fresh: true,
         };
+        store.read_user_mime()?;
         store.profiles = store
             .dirs
             .iter()
@@ -342,7 +345,7 @@ impl ThunderbirdStore {
 
     fn refresh(&mut self) -> Result<()> {
         self.system = SystemFiles::read(&self.paths)?;
-        self.user_mime = read_text(&self.paths.home.join(".mime.types"))?;
+        self.read_user_mime()?;
         self.profiles = self
             .dirs
             .iter()
@@ -366,16 +369,22 @@ impl ThunderbirdStore {
         self.system.policy_path.display().to_string()
     }
 
+    fn read_user_mime(&mut self) -> Result<()> {
+        self.user_mime = read_text(&self.paths.home.join(".mime.types"))?;
+        self.user_mime_extensions = self
+            .user_mime
+            .as_deref()
+            .map(mimetypes::extensions)
+            .unwrap_or_default();
+        Ok(())
+    }
+
     /// Whether Thunderbird can resolve a MIME type for `ext` (always assumed off Linux).
     fn knows_type(&self, ext: &str) -> bool {
         let Some(system) = &self.system.mime_extensions else {
             return true;
         };
-        system.contains(ext)
-            || self
-                .user_mime
-                .as_deref()
-                .is_some_and(|t| mimetypes::extensions(t).contains(ext))
+        system.contains(ext) || self.user_mime_extensions.contains(ext)
     }
 
     fn stale(&self, running: Option<&Running>, source: &Source, profile: &LoadedProfile) -> bool {
