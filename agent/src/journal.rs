@@ -4,13 +4,20 @@
 //! `backups/` directory (or notes that the file did not exist) and saves the journal. `restore`
 //! puts every original back byte for byte, deletes every file and directory a run created, and
 //! finally removes the journal itself. There is one journal per scope: the user's
-//! (`~/.local/state/postwarden`) and the system's (`<system-root>/var/lib/postwarden`).
+//! (`~/.local/state/postwarden`, `%LOCALAPPDATA%\Postwarden` on Windows) and the system's
+//! (`<system-root>/var/lib/postwarden`, `%ProgramData%\Postwarden`).
+//!
+//! Registry values are journaled the same way: [`Journal::record_registry_value`] keeps the
+//! original value (type and bytes) or notes that it and any of its keys did not exist, before the
+//! first change; `restore` puts the value back, deletes what was created, and removes created
+//! keys that are empty again.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use postwarden_registry::{KeyPath, RegValue, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::fsx::write_atomic;
@@ -27,6 +34,14 @@ enum Entry {
     Created { path: PathBuf },
     /// The directory did not exist before the first run.
     CreatedDir { path: PathBuf },
+    /// A registry value before the first change (`None`: it did not exist).
+    RegistryValue {
+        key: KeyPath,
+        name: String,
+        original: Option<RegValue>,
+    },
+    /// A registry key that did not exist before the first run.
+    RegistryKey { key: KeyPath },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +61,13 @@ pub enum Restored {
     RemovedDir(PathBuf),
     /// A directory we created that now holds files we did not create: left in place.
     KeptDir(PathBuf),
+    /// A registry value set back to its original (`"<key>" "<name>"`).
+    PutBackValue(String),
+    /// A registry value that did not exist before, deleted.
+    RemovedValue(String),
+    RemovedKey(String),
+    /// A registry key we created that now holds values we did not create: left in place.
+    KeptKey(String),
 }
 
 #[derive(Debug)]
@@ -110,7 +132,58 @@ impl Journal {
             Entry::Modified { path: p, .. }
             | Entry::Created { path: p }
             | Entry::CreatedDir { path: p } => p == path,
+            Entry::RegistryValue { .. } | Entry::RegistryKey { .. } => false,
         })
+    }
+
+    fn knows_value(&self, key: &KeyPath, name: &str) -> bool {
+        self.file.entries.iter().any(|e| {
+            matches!(e, Entry::RegistryValue { key: k, name: n, .. }
+                if k == key && n.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// Call before changing, creating or deleting the registry value `name` of `key`: keeps its
+    /// original once (and notes the keys a write will create), saving the journal before
+    /// returning.
+    pub fn record_registry_value(
+        &mut self,
+        registry: &dyn Registry,
+        key: &KeyPath,
+        name: &str,
+    ) -> Result<()> {
+        if self.knows_value(key, name) {
+            return Ok(());
+        }
+        let mut created = Vec::new();
+        for k in key.ancestors() {
+            if registry
+                .exists(&k)
+                .with_context(|| format!("reading {k}"))?
+            {
+                break;
+            }
+            created.push(Entry::RegistryKey { key: k });
+        }
+        created.reverse();
+        let original = registry
+            .get(key, name)
+            .with_context(|| format!("reading {key} \"{name}\""))?;
+        self.file.entries.extend(created);
+        self.file.entries.push(Entry::RegistryValue {
+            key: key.clone(),
+            name: name.to_owned(),
+            original,
+        });
+        self.save()
+    }
+
+    /// Whether `restore` needs a registry.
+    pub fn has_registry_entries(&self) -> bool {
+        self.file
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::RegistryValue { .. } | Entry::RegistryKey { .. }))
     }
 
     fn save(&mut self) -> Result<()> {
@@ -171,11 +244,19 @@ impl Journal {
         self.save()
     }
 
-    /// Undoes everything recorded, newest first, then deletes the journal.
-    pub fn restore(self) -> Result<Vec<Restored>> {
+    /// Undoes everything recorded, newest first, then deletes the journal. Registry entries
+    /// need `registry`; without one, nothing is undone and the journal is kept.
+    pub fn restore(self, mut registry: Option<&mut dyn Registry>) -> Result<Vec<Restored>> {
         let mut done = Vec::new();
         if !self.exists {
             return Ok(done);
+        }
+        if self.has_registry_entries() && registry.is_none() {
+            bail!(
+                "{}: the journal holds Windows registry changes; run restore on the Windows \
+                 machine they were made on",
+                self.dir.join(FILE).display()
+            );
         }
         for entry in self.file.entries.iter().rev() {
             match entry {
@@ -202,6 +283,43 @@ impl Journal {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(_) => done.push(Restored::KeptDir(path.clone())),
                 },
+                Entry::RegistryValue {
+                    key,
+                    name,
+                    original,
+                } => {
+                    let reg = registry.as_deref_mut().expect("checked above");
+                    let shown = format!("{key} \"{name}\"");
+                    match original {
+                        Some(v) => {
+                            reg.set(key, name, v)
+                                .with_context(|| format!("restoring {shown}"))?;
+                            done.push(Restored::PutBackValue(shown));
+                        }
+                        None => {
+                            if reg
+                                .get(key, name)
+                                .with_context(|| format!("reading {shown}"))?
+                                .is_some()
+                            {
+                                reg.delete_value(key, name)
+                                    .with_context(|| format!("deleting {shown}"))?;
+                                done.push(Restored::RemovedValue(shown));
+                            }
+                        }
+                    }
+                }
+                Entry::RegistryKey { key } => {
+                    let reg = registry.as_deref_mut().expect("checked above");
+                    if reg
+                        .delete_key_if_empty(key)
+                        .with_context(|| format!("deleting {key}"))?
+                    {
+                        done.push(Restored::RemovedKey(key.to_string()));
+                    } else if reg.exists(key).with_context(|| format!("reading {key}"))? {
+                        done.push(Restored::KeptKey(key.to_string()));
+                    }
+                }
             }
         }
         fs::remove_dir_all(self.dir.join("backups"))
@@ -258,17 +376,57 @@ mod tests {
         fs::write(&created, b"{}").unwrap();
 
         let reopened = Journal::open(&state).unwrap();
-        let done = reopened.restore().unwrap();
+        let done = reopened.restore(None).unwrap();
         assert!(done.contains(&Restored::PutBack(prefs)));
         assert!(done.contains(&Restored::Removed(created)));
         assert_eq!(snapshot(root.path()), before);
     }
 
     #[test]
+    fn registry_changes_are_put_back_and_created_keys_removed() {
+        use postwarden_registry::{MemRegistry, Root};
+        let root = tempfile::tempdir().unwrap();
+        let mut reg = MemRegistry::new();
+        let existing = KeyPath::new(Root::CurrentUser, r"Software\Microsoft\Office\16.0\Outlook");
+        reg.set(&existing, "Kept", &RegValue::Binary(vec![b'a', 0, 0, 0]))
+            .unwrap();
+        let before = reg.dump();
+
+        let mut j = Journal::open(root.path()).unwrap();
+        let policy = KeyPath::new(
+            Root::CurrentUser,
+            r"Software\Policies\Microsoft\Office\16.0\Outlook\Setup",
+        );
+        j.record_registry_value(&reg, &policy, "modifyaccounts")
+            .unwrap();
+        reg.set(&policy, "modifyaccounts", &RegValue::Dword(1))
+            .unwrap();
+        j.record_registry_value(&reg, &existing, "Kept").unwrap();
+        reg.set(&existing, "Kept", &RegValue::Sz("changed".into()))
+            .unwrap();
+        j.record_registry_value(&reg, &existing, "kept").unwrap(); // names ignore case
+        reg.delete_value(&existing, "Kept").unwrap();
+
+        assert!(
+            Journal::open(root.path()).unwrap().restore(None).is_err(),
+            "needs a registry"
+        );
+        let done = Journal::open(root.path())
+            .unwrap()
+            .restore(Some(&mut reg))
+            .unwrap();
+        assert_eq!(reg.dump(), before);
+        assert!(done.contains(&Restored::RemovedKey(
+            r"HKEY_CURRENT_USER\Software\Policies".into()
+        )));
+        assert!(!root.path().join(FILE).exists());
+    }
+
+    #[test]
     fn restore_without_journal_does_nothing() {
         let root = tempfile::tempdir().unwrap();
         let j = Journal::open(&root.path().join("none")).unwrap();
-        assert!(j.restore().unwrap().is_empty());
+        assert!(j.restore(None).unwrap().is_empty());
     }
 
     #[test]

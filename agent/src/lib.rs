@@ -9,4 +9,5 @@
 pub mod cli;
 pub mod fsx;
 pub mod journal;
+pub mod outlook;
 pub mod thunderbird;

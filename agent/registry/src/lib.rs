@@ -17,6 +17,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod mem;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub mod process;
+pub mod regfile;
 pub mod snapshot;
 
 pub use mem::MemRegistry;
@@ -222,8 +226,22 @@ impl RegValue {
     }
 
     /// Builds a value from its type number and stored bytes, as `RegQueryValueExW` returns them.
-    /// Strings lose their terminating NUL; data too short for its type is kept as raw bytes.
+    /// Lossless: data that the typed form would not give back byte for byte (a string without
+    /// its terminating NUL, a DWORD of 3 bytes, ...) stays raw in [`RegValue::Other`], so a
+    /// backup restores exactly what was there.
     pub fn from_bytes(ty: u32, data: &[u8]) -> RegValue {
+        let typed = RegValue::typed_from_bytes(ty, data);
+        if typed.to_bytes() == data {
+            typed
+        } else {
+            RegValue::Other {
+                ty,
+                data: data.to_vec(),
+            }
+        }
+    }
+
+    fn typed_from_bytes(ty: u32, data: &[u8]) -> RegValue {
         match ty {
             1 => RegValue::Sz(from_utf16z(data)),
             2 => RegValue::ExpandSz(from_utf16z(data)),
@@ -256,6 +274,7 @@ impl RegValue {
     pub fn as_text(&self) -> Option<String> {
         match self {
             RegValue::Sz(s) | RegValue::ExpandSz(s) => Some(s.clone()),
+            RegValue::Other { ty: 1 | 2, data } => Some(from_utf16z(data)),
             RegValue::Binary(b) if b.len() % 2 == 0 => {
                 let units: Vec<u16> = b
                     .chunks_exact(2)

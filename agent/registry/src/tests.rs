@@ -170,3 +170,22 @@ fn snapshots_name_the_keys_that_changed() {
         .keys
         .is_empty());
 }
+
+#[test]
+fn stored_bytes_that_the_typed_form_would_change_stay_raw() {
+    // REG_SZ written without its terminating NUL (the API allows it).
+    let unterminated = [b'h', 0, b'i', 0];
+    let v = RegValue::from_bytes(1, &unterminated);
+    assert_eq!(
+        v,
+        RegValue::Other {
+            ty: 1,
+            data: unterminated.to_vec()
+        }
+    );
+    assert_eq!(v.to_bytes(), unterminated);
+    assert_eq!(v.as_text().as_deref(), Some("hi"));
+    // Data after the NUL survives too.
+    let trailing = [b'a', 0, 0, 0, b'x', 0];
+    assert_eq!(RegValue::from_bytes(1, &trailing).to_bytes(), trailing);
+}

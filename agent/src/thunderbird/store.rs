@@ -50,12 +50,20 @@ pub struct Paths {
 impl Paths {
     /// The user's journal and backups.
     pub fn home_state(&self) -> PathBuf {
-        self.home.join(".local/state/postwarden")
+        if cfg!(windows) {
+            self.home.join(r"AppData\Local\Postwarden")
+        } else {
+            self.home.join(".local/state/postwarden")
+        }
     }
 
     /// The machine's journal, backups and lock ownership table.
     pub fn system_state(&self) -> PathBuf {
-        discover::under(&self.system_root, "var/lib/postwarden")
+        if cfg!(windows) {
+            discover::under(&self.system_root, "ProgramData/Postwarden")
+        } else {
+            discover::under(&self.system_root, "var/lib/postwarden")
+        }
     }
 
     fn locks_file(&self) -> PathBuf {
