@@ -22,6 +22,9 @@ mod mem;
 pub mod process;
 pub mod regfile;
 pub mod snapshot;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub mod windows;
 
 pub use mem::MemRegistry;
 
