@@ -16,7 +16,7 @@
 //! - deleting a key: the crate only offers `RegDeleteTreeW`, which deletes everything below;
 //!   [`Registry::delete_key_if_empty`] must never do that. `RegDeleteKeyW` refuses a key with
 //!   subkeys by itself.
-//! - writing a string without its terminating NUL, or empty data (see [`crate_writes_exactly`]).
+//! - writing a string without its terminating NUL, or empty data (see `crate_writes_exactly`).
 //! - change notification: the crate has no `RegNotifyChangeKeyValue` (see [`watch`]).
 //!
 //! Outlook keeps account strings as `REG_BINARY` UTF-16LE, so values are always read as type and
@@ -133,7 +133,7 @@ fn check_found<T>(
 
 /// Opens `key` for reading (`KEY_READ`, which includes `KEY_NOTIFY`); `None` if it does not
 /// exist.
-pub fn open_read(key: &KeyPath) -> Result<Option<Key>, RegError> {
+pub(crate) fn open_read(key: &KeyPath) -> Result<Option<Key>, RegError> {
     check_found(key, hive(key.root).open(&key.path))
 }
 

@@ -33,7 +33,7 @@ use windows_sys::Win32::Foundation::{
     WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Registry::{
-    RegNotifyChangeKeyValue, REG_NOTIFY_CHANGE_LAST_SET, REG_NOTIFY_CHANGE_NAME,
+    RegNotifyChangeKeyValue, RegQueryInfoKeyW, REG_NOTIFY_CHANGE_LAST_SET, REG_NOTIFY_CHANGE_NAME,
     REG_NOTIFY_THREAD_AGNOSTIC,
 };
 use windows_sys::Win32::System::Threading::{
@@ -240,7 +240,12 @@ impl Registration {
 
     fn point_at(&mut self, path: Option<&KeyPath>) -> Result<Pointed, RegError> {
         if self.key.as_ref().map(|(p, _)| p) == path {
-            return Ok(Pointed::Same);
+            match &self.key {
+                // Deleted (and maybe re-created) under our handle since it was opened: a
+                // notification on it would never fire again, so open the key anew.
+                Some((_, key)) if is_deleted(key) => {}
+                _ => return Ok(Pointed::Same),
+            }
         }
         self.close();
         let Some(path) = path else {
@@ -276,6 +281,29 @@ impl Registration {
             code => Err((path.clone(), code)),
         }
     }
+}
+
+/// Whether the key behind an open handle has been deleted (the handle stays valid, but every
+/// operation on it fails with `ERROR_KEY_DELETED`).
+fn is_deleted(key: &Key) -> bool {
+    // SAFETY: `key` is an open key handle; every optional out pointer is null.
+    let code = unsafe {
+        RegQueryInfoKeyW(
+            key.as_raw(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    code == ERROR_KEY_DELETED
 }
 
 /// One watched root and its two notifications.
@@ -435,5 +463,47 @@ fn run(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RegValue, Registry, Root};
+
+    #[test]
+    fn a_handle_on_a_deleted_and_recreated_key_is_seen_as_deleted() {
+        let path = KeyPath::new(
+            Root::CurrentUser,
+            r"Software\PostwardenTest\unit_is_deleted",
+        );
+        let _ = windows_registry::CURRENT_USER.remove_tree(&path.path);
+        let mut registry = WinRegistry::new();
+        registry.set(&path, "v", &RegValue::Dword(1)).unwrap();
+        let key = open_read(&path).unwrap().unwrap();
+        assert!(!is_deleted(&key));
+        windows_registry::CURRENT_USER
+            .remove_tree(&path.path)
+            .unwrap();
+        assert!(is_deleted(&key));
+        registry.set(&path, "v", &RegValue::Dword(2)).unwrap();
+        assert!(
+            is_deleted(&key),
+            "the old handle still names the deleted key"
+        );
+
+        let mut registration = Registration::new(true, TREE_FILTER).unwrap();
+        assert_eq!(registration.point_at(Some(&path)).unwrap(), Pointed::Moved);
+        assert_eq!(registration.point_at(Some(&path)).unwrap(), Pointed::Same);
+        windows_registry::CURRENT_USER
+            .remove_tree(&path.path)
+            .unwrap();
+        registry.set(&path, "v", &RegValue::Dword(3)).unwrap();
+        assert_eq!(
+            registration.point_at(Some(&path)).unwrap(),
+            Pointed::Moved,
+            "re-opened on the new key"
+        );
+        let _ = windows_registry::CURRENT_USER.remove_tree(&path.path);
     }
 }
