@@ -19,6 +19,14 @@ const PURE: &[&str] = &[
     "agent/src/thunderbird/mapping.rs",
     "agent/src/thunderbird/mimetypes.rs",
     "agent/src/thunderbird/mapping",
+    "agent/src/outlook/mapping.rs",
+    "agent/src/outlook/mapping",
+    "agent/src/outlook/accounts.rs",
+    "agent/src/outlook/export.rs",
+    "agent/registry/src/lib.rs",
+    "agent/registry/src/mem.rs",
+    "agent/registry/src/regfile.rs",
+    "agent/registry/src/snapshot.rs",
 ];
 
 /// What pure code must not name, and why.

@@ -1,8 +1,8 @@
 //! Where each control lives for Outlook 16.0 (Office 2016 to 2024, Microsoft 365 Apps): pure
 //! knowledge, tested on any OS.
 //!
-//! Two kinds of registry values carry the baseline (facts and sources:
-//! `docs/reference/outlook-registry.md`):
+//! Two kinds of registry values carry the baseline (facts, their confidence and the decisions:
+//! `docs/adr/0002-outlook-through-the-registry.md`):
 //! - **policy values** under `Software\Policies\...` and `...\CurrentVersion\Policies\...` in the
 //!   user's hive. A standard user cannot write them, so they are the lock;
 //! - **MAPI profile values** of each POP3/IMAP account, which the user can change. They are
