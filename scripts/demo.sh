@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quick-start demo: builds a non-compliant Thunderbird profile in a temporary home, checks it
-# against the built-in BSI M 5.57 baseline, applies the baseline, checks again and restores.
+# against the built-in BSI M 5.57 baseline, applies the baseline, checks again and restores; then
+# exports the baseline's Outlook policy part as a .reg file.
 # Nothing outside the temporary directory is touched (--home and --system-root point into it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +40,9 @@ echo "  ..."
 echo
 echo "== 5. restore ==================================================================="
 "$agent" restore --home "$home" --system-root "$root"
+echo
+echo "== 6. Outlook: the baseline's policy part for Group Policy (export --format reg) ="
+echo "(the file is UTF-16LE as regedit writes it; shown here converted to UTF-8)"
+"$agent" export --profile builtin:bsi-m5.57 --format reg -o "$demo/bsi-m5.57.reg"
+iconv -f UTF-16 -t UTF-8 "$demo/bsi-m5.57.reg" | tr -d '\r'
+echo "Enforcing Outlook itself needs the Windows build: see README, \"Outlook support\"."

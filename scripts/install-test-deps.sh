@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: a real Thunderbird (Debian
 # package) for the end-to-end checks and util-linux's `unshare`, which the e2e
-# tests use to show Thunderbird our policies.json without touching the real /etc.
+# tests use to show Thunderbird our policies.json without touching the real /etc;
+# then Wine and the Windows cross toolchain (scripts/windows.sh deps) for the
+# Outlook tests against Wine's registry.
 set -euo pipefail
 
 need_apt=()
@@ -17,3 +19,5 @@ if ((${#need_apt[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+
+bash "$(dirname "$0")/windows.sh" deps

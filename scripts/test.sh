@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what the tests need, then runs formatting, lints
-# and every test of the workspace, including the end-to-end tests in a real Thunderbird.
+# and every test of the workspace: the end-to-end tests in a real Thunderbird, and the agent's
+# Windows build against Wine's registry (Outlook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The Windows code: linted for its target, and the registry crate's own tests run under Wine.
+bash scripts/windows.sh clippy
+bash scripts/windows.sh test
+# Includes tests/tests/e2e_outlook_wine.rs, which builds postwarden-agent.exe through
+# scripts/windows.sh build and runs it in throwaway Wine prefixes.
 cargo test --workspace --locked

@@ -8,8 +8,10 @@
 #                                        Wine (ARGS go to cargo test; `-- --nocapture` works)
 #   scripts/windows.sh build             build postwarden-agent.exe (debug); prints its path last
 #   scripts/windows.sh bench [ROUNDS [KEYS [VALUES]]]  watcher latency (examples/watch_latency)
-#   scripts/windows.sh clippy            clippy -D warnings on postwarden-registry for Windows
-#                                        (Linux clippy never sees its cfg(windows) code)
+#   scripts/windows.sh bench-check [ROUNDS]  Outlook check of the baseline, 10 accounts
+#                                        (agent/examples/outlook_check)
+#   scripts/windows.sh clippy            clippy -D warnings on the registry crate and the agent
+#                                        for Windows (Linux clippy never sees cfg(windows) code)
 #   scripts/windows.sh env               print the environment the others use, for `eval`
 #
 # The toolchain is Debian's rustc-web 1.96 with the std sources (rust-web-src) and -Zbuild-std:
@@ -206,14 +208,25 @@ cmd_bench() {
     --example watch_latency -- "$@"
 }
 
+cmd_bench_check() {
+  cmd_prefix
+  set_build_env
+  cd "$ROOT"
+  with_throwaway_prefix "$CARGO" run "${BUILD_ARGS[@]}" --release -p postwarden-agent \
+    --example outlook_check -- "$@"
+}
+
 cmd_clippy() {
   require_deps
   set_build_env
   cd "$ROOT"
   # Debian's cargo-clippy, told to drive Debian's cargo: the plain `cargo clippy` would find
-  # rustup's cargo-clippy first on PATH.
+  # rustup's cargo-clippy first on PATH. The agent's tests and benches are Linux-side (they
+  # drive Thunderbird and Wine), so only its library, binary and examples are linted here.
   CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-registry \
     --all-targets "$@" -- -D warnings
+  CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-agent \
+    --lib --bins --examples "$@" -- -D warnings
 }
 
 cmd_env() {
@@ -226,7 +239,7 @@ cmd_env() {
 }
 
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -240,6 +253,7 @@ prefix-clone) cmd_prefix_clone "$@" ;;
 test) cmd_test "$@" ;;
 build) cmd_build "$@" ;;
 bench) cmd_bench "$@" ;;
+bench-check) cmd_bench_check "$@" ;;
 clippy) cmd_clippy "$@" ;;
 env) cmd_env "$@" ;;
 *) usage ;;

@@ -388,9 +388,9 @@ impl Report {
         let _ = writeln!(
             w,
             "  The results reflect the configuration at the time of the run. Values were read from \
-             the clients' own configuration files as the client itself resolves them (locks, \
-             user values, defaults); \"pending restart\" means the client reads the fix at its \
-             next start."
+             the clients' own configuration (files, registry) as the client itself resolves \
+             them (locks, user values, defaults); \"pending restart\" means the client reads the \
+             fix at its next start."
         );
         out
     }

@@ -6,6 +6,8 @@
 //! one with `IMAP Server` an IMAP account. Exchange and other account types are not internet
 //! accounts and are left alone.
 
+use std::collections::BTreeMap;
+
 use postwarden_registry::{KeyPath, RegError, RegValue, Registry};
 
 use super::mapping::{INTERNET_ACCOUNTS, PROFILES};
@@ -87,15 +89,33 @@ fn is_account_id(name: &str) -> bool {
     name.len() == 8 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn text(reg: &dyn Registry, key: &KeyPath, name: &str) -> Result<Option<String>, RegError> {
-    Ok(reg.get(key, name)?.and_then(|v| v.as_text()))
-}
+/// An account's values by lower-cased name (value names are case-insensitive).
+struct Values(BTreeMap<String, RegValue>);
 
-fn dword(reg: &dyn Registry, key: &KeyPath, name: &str) -> Result<Option<u32>, RegError> {
-    Ok(match reg.get(key, name)? {
-        Some(RegValue::Dword(v)) => Some(v),
-        _ => None,
-    })
+impl Values {
+    fn read(reg: &dyn Registry, key: &KeyPath) -> Result<Values, RegError> {
+        Ok(Values(
+            reg.values(key)?
+                .into_iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v))
+                .collect(),
+        ))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.contains_key(&name.to_ascii_lowercase())
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.0.get(&name.to_ascii_lowercase())?.as_text()
+    }
+
+    fn dword(&self, name: &str) -> Option<u32> {
+        match self.0.get(&name.to_ascii_lowercase())? {
+            RegValue::Dword(v) => Some(*v),
+            _ => None,
+        }
+    }
 }
 
 /// Every POP3 and IMAP account of every MAPI profile below `hive`, in profile and id order.
@@ -112,10 +132,10 @@ pub fn read(
             if !is_account_id(&id) {
                 continue;
             }
-            let key = internet.join(&id);
-            let (kind, prefix) = if reg.get(&key, "POP3 Server")?.is_some() {
+            let values = Values::read(reg, &internet.join(&id))?;
+            let (kind, prefix) = if values.has("POP3 Server") {
                 (AccountKind::Pop3, "POP3")
-            } else if reg.get(&key, "IMAP Server")?.is_some() {
+            } else if values.has("IMAP Server") {
                 (AccountKind::Imap, "IMAP")
             } else {
                 continue;
@@ -125,12 +145,12 @@ pub fn read(
                 profile: profile.clone(),
                 id,
                 kind,
-                name: text(reg, &key, "Account Name")?,
-                email: text(reg, &key, "Email")?,
-                incoming_server: text(reg, &key, &format!("{prefix} Server"))?,
-                incoming_port: dword(reg, &key, &format!("{prefix} Port"))?,
-                smtp_server: text(reg, &key, "SMTP Server")?,
-                smtp_port: dword(reg, &key, "SMTP Port")?,
+                name: values.text("Account Name"),
+                email: values.text("Email"),
+                incoming_server: values.text(&format!("{prefix} Server")),
+                incoming_port: values.dword(&format!("{prefix} Port")),
+                smtp_server: values.text("SMTP Server"),
+                smtp_port: values.dword("SMTP Port"),
             });
         }
     }

@@ -11,7 +11,8 @@
 //! - While Outlook runs, what we write is reported pending restart: Outlook reads policies and
 //!   account settings at start, and may write its in-memory account values back when it exits.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
@@ -39,6 +40,8 @@ pub struct OutlookStore<'r> {
     journal_dir: PathBuf,
     outlook_running: bool,
     written: BTreeSet<OlLocation>,
+    /// During one observation pass: each key's values, read once (by lower-cased name).
+    pass: RefCell<Option<BTreeMap<KeyPath, BTreeMap<String, RegValue>>>>,
     pub accounts: Vec<Account>,
 }
 
@@ -70,6 +73,7 @@ impl<'r> OutlookStore<'r> {
             journal_dir,
             outlook_running,
             written: BTreeSet::new(),
+            pass: RefCell::new(None),
             accounts,
         })
     }
@@ -89,17 +93,32 @@ impl<'r> OutlookStore<'r> {
         self.hive.join(relative)
     }
 
+    /// A value; within an observation pass, from one read of its key's values.
+    fn get(&self, key: &KeyPath, name: &str) -> Result<Option<RegValue>, RegError> {
+        let mut pass = self.pass.borrow_mut();
+        let Some(cache) = pass.as_mut() else {
+            return self.reg.get(key, name);
+        };
+        if !cache.contains_key(key) {
+            let values = self
+                .reg
+                .values(key)?
+                .into_iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v))
+                .collect();
+            cache.insert(key.clone(), values);
+        }
+        Ok(cache[key].get(&name.to_ascii_lowercase()).cloned())
+    }
+
     /// The effective value of a policy: Cloud Policy first, then group policy.
     fn policy_value(&self, location: &OlLocation) -> Result<(Option<RegValue>, bool), RegError> {
         if let Some(cloud) = location.cloud_twin() {
-            if let Some(v) = self.reg.get(&self.key(&cloud), &location.name)? {
+            if let Some(v) = self.get(&self.key(&cloud), &location.name)? {
                 return Ok((Some(v), true));
             }
         }
-        Ok((
-            self.reg.get(&self.key(&location.key), &location.name)?,
-            false,
-        ))
+        Ok((self.get(&self.key(&location.key), &location.name)?, false))
     }
 
     fn guard_of(form: Form) -> Option<(&'static str, &'static str)> {
@@ -124,21 +143,30 @@ impl<'r> OutlookStore<'r> {
         }
     }
 
-    fn observe_one(&self, location: &OlLocation) -> Result<Observation, RegError> {
+    /// `guards` caches, for one observation pass, whether each UI-lock policy is on: many
+    /// account values share one.
+    fn observe_one(
+        &self,
+        location: &OlLocation,
+        guards: &mut BTreeMap<OlLocation, bool>,
+    ) -> Result<Observation, RegError> {
         let (raw, locked) = if location.form.is_policy() {
             let (v, _) = self.policy_value(location)?;
             let present = v.is_some();
             (v, present)
         } else {
-            let guard = Self::guard_of(location.form).map(Self::guard_location);
-            let locked = match guard {
-                Some(g) => self.policy_value(&g)?.0 == Some(RegValue::Dword(1)),
+            let locked = match Self::guard_of(location.form).map(Self::guard_location) {
+                Some(g) => match guards.get(&g) {
+                    Some(on) => *on,
+                    None => {
+                        let on = self.policy_value(&g)?.0 == Some(RegValue::Dword(1));
+                        guards.insert(g, on);
+                        on
+                    }
+                },
                 None => false,
             };
-            (
-                self.reg.get(&self.key(&location.key), &location.name)?,
-                locked,
-            )
+            (self.get(&self.key(&location.key), &location.name)?, locked)
         };
         let value = match (location.form, raw) {
             (_, None) => Value::Absent,
@@ -246,15 +274,19 @@ impl Store for OutlookStore<'_> {
     type Error = anyhow::Error;
 
     fn observe(&mut self, locations: &[OlLocation]) -> Result<Observed<OlLocation>> {
-        locations
+        let mut guards = BTreeMap::new();
+        *self.pass.borrow_mut() = Some(BTreeMap::new());
+        let observed = locations
             .iter()
             .map(|l| {
                 let obs = self
-                    .observe_one(l)
+                    .observe_one(l, &mut guards)
                     .map_err(|e| anyhow!("reading {l}: {e}"))?;
                 Ok((l.clone(), obs))
             })
-            .collect()
+            .collect();
+        *self.pass.borrow_mut() = None;
+        observed
     }
 
     fn apply(&mut self, plan: &Plan<OlLocation>) -> Result<Failures<OlLocation>> {

@@ -249,7 +249,7 @@ fn text_report_reads_like_an_audit() {
               2. Where the client cannot block them (Thunderbird, Apple Mail), block them on the mail server or gateway content filter, and inspect ZIP archives for them too.
 
         NOTE
-          The results reflect the configuration at the time of the run. Values were read from the clients' own configuration files as the client itself resolves them (locks, user values, defaults); "pending restart" means the client reads the fix at its next start.
+          The results reflect the configuration at the time of the run. Values were read from the clients' own configuration (files, registry) as the client itself resolves them (locks, user values, defaults); "pending restart" means the client reads the fix at its next start.
     "#]]
     .assert_eq(&sample(RunKind::Check).render_text());
 }

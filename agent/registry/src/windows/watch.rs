@@ -37,7 +37,7 @@ use windows_sys::Win32::System::Registry::{
     REG_NOTIFY_THREAD_AGNOSTIC,
 };
 use windows_sys::Win32::System::Threading::{
-    ResetEvent, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+    CreateEventW, ResetEvent, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
 };
 
 use super::{open_read, win32_error, WinRegistry};
@@ -134,18 +134,6 @@ impl Drop for Watcher {
             let _ = thread.join();
         }
     }
-}
-
-// windows-sys declares CreateEventW only with its `Win32_Security` feature (for the
-// SECURITY_ATTRIBUTES parameter, which we always pass as null); this crate does not enable it.
-#[link(name = "kernel32")]
-extern "system" {
-    fn CreateEventW(
-        attributes: *const std::ffi::c_void,
-        manual_reset: i32,
-        initial_state: i32,
-        name: *const u16,
-    ) -> HANDLE;
 }
 
 /// An auto-reset event.
