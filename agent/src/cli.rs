@@ -417,6 +417,9 @@ fn run_args(args: RunArgs, intent: Intent) -> Result<ExitCode> {
     } else {
         args.clients.clone()
     };
+    if args.target.registry_user.is_some() && !clients.contains(&ClientArg::Outlook) {
+        bail!("--registry-user applies to Outlook's registry only; add --client outlook");
+    }
     let report = run_clients(
         &profile,
         &vars,

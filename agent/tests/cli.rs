@@ -566,3 +566,105 @@ fn no_thunderbird_profile_means_nothing_to_check() {
         out.stdout
     );
 }
+
+fn run_agent(args: &[&str]) -> Out {
+    let out = Command::new(AGENT).args(args).output().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The values a `.reg` file sets: `key\name` (lower-cased) → value.
+fn reg_values(bytes: &[u8]) -> BTreeMap<String, postwarden_registry::RegValue> {
+    let file = postwarden_registry::regfile::parse(bytes).expect("a valid .reg file");
+    let mut out = BTreeMap::new();
+    for s in file.sections {
+        for e in s.entries {
+            if let postwarden_registry::regfile::Op::Set(v) = e.op {
+                out.insert(format!("{}\\{}", s.key, e.name).to_ascii_lowercase(), v);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn export_writes_outlooks_policy_part_as_a_reg_file() {
+    use postwarden_registry::RegValue;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.reg");
+    let to_file = run_agent(&[
+        "export",
+        "--profile",
+        BASELINE,
+        "--format",
+        "reg",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(to_file.code, 0, "{}", to_file.stderr);
+    let bytes = fs::read(&file).unwrap();
+    assert_eq!(
+        &bytes[..2],
+        b"\xff\xfe",
+        "UTF-16LE with a BOM, as regedit writes"
+    );
+    let values = reg_values(&bytes);
+    let policy = r"hkey_current_user\software\policies\microsoft\office\16.0\outlook";
+    assert_eq!(
+        values.get(&format!(r"{policy}\setup\modifyaccounts")),
+        Some(&RegValue::Dword(1))
+    );
+    assert_eq!(
+        values.get(&format!(r"{policy}\pst\maxlargefilesize")),
+        Some(&RegValue::Dword(10000))
+    );
+    assert!(
+        values.keys().all(|k| k.contains(r"\policies\")),
+        "only policy values are exported: {values:#?}"
+    );
+    // Standard output gets the same bytes; no --var is needed for the policy part.
+    let out = Command::new(AGENT)
+        .args(["export", "--profile", BASELINE, "--format", "reg"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, bytes);
+
+    // Audit-mode controls are reported, never deployed.
+    let audit = dir.path().join("audit.toml");
+    fs::write(
+        &audit,
+        fs::read_to_string(BASELINE)
+            .unwrap()
+            .replace("mode = \"enforce\"", "mode = \"audit\""),
+    )
+    .unwrap();
+    let out = Command::new(AGENT)
+        .args([
+            "export",
+            "--profile",
+            audit.to_str().unwrap(),
+            "--format",
+            "reg",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(reg_values(&out.stdout).is_empty());
+}
+
+#[test]
+fn outlook_on_linux_is_refused_with_the_way_out() {
+    let env = Env::new();
+    let before = env.snapshot();
+    let out = env.agent("apply", &["--client", "outlook"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("Windows build"), "{}", out.stderr);
+    let out = env.agent("check", &["--registry-user", "S-1-5-21-1-2-3-1001"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--client outlook"), "{}", out.stderr);
+    assert_eq!(env.snapshot(), before, "nothing written");
+}
