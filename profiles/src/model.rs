@@ -3,7 +3,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::template::Template;
+use crate::template::{Template, Vars};
 
 /// The profile's stable identifier, e.g. `bsi-m5.57`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -215,6 +215,8 @@ pub struct Profile {
     /// Controls in a stable order (the order of [`ControlId::ALL`]).
     pub controls: Vec<Control>,
     pub raw_thunderbird: Option<RawPrefs>,
+    /// The mail account a configuration profile creates (`[account]`), if the profile has one.
+    pub account: Option<MailAccount>,
     /// The name the profile was loaded from (a path or `builtin:<id>`).
     pub source: String,
 }
@@ -222,5 +224,160 @@ pub struct Profile {
 impl Profile {
     pub fn control(&self, id: ControlId) -> Option<&Control> {
         self.controls.iter().find(|c| c.id == id)
+    }
+}
+
+/// One templated field of the `[account]` section, with where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountField {
+    pub template: Template,
+    /// `file:line:column` of the value.
+    pub origin: String,
+    /// The dotted field name, e.g. `account.incoming_host`.
+    pub field: &'static str,
+}
+
+/// The mail account that a configuration profile creates (Apple Mail's `com.apple.mail.managed`
+/// payload), as templates resolved per user: `[account]` in a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailAccount {
+    /// Resolves to `imap` or `pop`.
+    pub account_type: AccountField,
+    pub incoming_host: AccountField,
+    pub outgoing_host: AccountField,
+    /// Optional: when the variables it names have no value, the standard port is used (993 for
+    /// IMAP, 995 for POP, 587 for SMTP submission).
+    pub incoming_port: Option<AccountField>,
+    pub outgoing_port: Option<AccountField>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    Imap,
+    Pop,
+}
+
+/// A [`MailAccount`] resolved for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedAccount {
+    pub account_type: AccountType,
+    pub incoming_host: String,
+    pub incoming_port: u16,
+    pub outgoing_host: String,
+    pub outgoing_port: u16,
+}
+
+/// An `[account]` field that does not resolve to a usable value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: field `{field}`: {message}")]
+pub struct AccountError {
+    pub origin: String,
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn valid_host(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
+}
+
+impl AccountField {
+    fn error(&self, message: impl Into<String>) -> AccountError {
+        AccountError {
+            origin: self.origin.clone(),
+            field: self.field,
+            message: message.into(),
+        }
+    }
+
+    fn render(&self, vars: &Vars) -> Result<String, AccountError> {
+        self.template
+            .render(vars)
+            .map_err(|e| self.error(e.to_string()))
+    }
+
+    fn host(&self, vars: &Vars) -> Result<String, AccountError> {
+        let host = self.render(vars)?;
+        if !valid_host(&host) {
+            return Err(self.error(format!(
+                "{host:?} is not a host name or IP address (no scheme, port or spaces)"
+            )));
+        }
+        Ok(host)
+    }
+
+    /// `None` when none of the template's variables has a value: the standard port applies.
+    fn port(&self, vars: &Vars) -> Result<Option<u16>, AccountError> {
+        if self
+            .template
+            .variables()
+            .all(|v| vars.get(v).is_none_or(|s| s.is_empty()))
+            && self.template.variables().next().is_some()
+        {
+            return Ok(None);
+        }
+        let text = self.render(vars)?;
+        match text.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Some(port)),
+            _ => Err(self.error(format!("{text:?} is not a port number (1-65535)"))),
+        }
+    }
+}
+
+impl MailAccount {
+    /// The variables the account needs, for messages.
+    pub fn variables(&self) -> Vec<&str> {
+        [
+            Some(&self.account_type),
+            Some(&self.incoming_host),
+            Some(&self.outgoing_host),
+            self.incoming_port.as_ref(),
+            self.outgoing_port.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f.template.variables())
+        .collect()
+    }
+
+    pub fn resolve(&self, vars: &Vars) -> Result<ResolvedAccount, AccountError> {
+        let kind = self.account_type.render(vars)?;
+        let account_type = match kind.as_str() {
+            "imap" => AccountType::Imap,
+            "pop" => AccountType::Pop,
+            other => {
+                return Err(self
+                    .account_type
+                    .error(format!("{other:?} is not an account type: use imap or pop")))
+            }
+        };
+        let default_incoming = match account_type {
+            AccountType::Imap => 993,
+            AccountType::Pop => 995,
+        };
+        let incoming_port = match &self.incoming_port {
+            Some(f) => f.port(vars)?,
+            None => None,
+        };
+        let outgoing_port = match &self.outgoing_port {
+            Some(f) => f.port(vars)?,
+            None => None,
+        };
+        Ok(ResolvedAccount {
+            account_type,
+            incoming_host: self.incoming_host.host(vars)?,
+            incoming_port: incoming_port.unwrap_or(default_incoming),
+            outgoing_host: self.outgoing_host.host(vars)?,
+            outgoing_port: outgoing_port.unwrap_or(587),
+        })
     }
 }

@@ -54,6 +54,21 @@ struct RawProfile {
     controls: BTreeMap<Spanned<String>, RawControl>,
     #[serde(default)]
     raw: Option<RawSection>,
+    #[serde(default)]
+    account: Option<RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    #[serde(rename = "type")]
+    account_type: Spanned<String>,
+    incoming_host: Spanned<String>,
+    outgoing_host: Spanned<String>,
+    #[serde(default)]
+    incoming_port: Option<Spanned<String>>,
+    #[serde(default)]
+    outgoing_port: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +293,8 @@ impl Profile {
             Some(tb) => Some(raw_prefs(&ctx, tb, default_mode)?),
         };
 
+        let account = raw.account.map(|a| account(&ctx, a)).transpose()?;
+
         Ok(Profile {
             id: ProfileId(raw.id.into_inner()),
             version: ProfileVersion(version),
@@ -286,9 +303,37 @@ impl Profile {
             mode: default_mode,
             controls,
             raw_thunderbird,
+            account,
             source: file.to_owned(),
         })
     }
+}
+
+fn account(ctx: &Ctx<'_>, raw: RawAccount) -> Result<MailAccount, ProfileError> {
+    let field =
+        |value: Spanned<String>, name: &'static str| -> Result<AccountField, ProfileError> {
+            let template = Template::parse(value.get_ref())
+                .map_err(|e| ctx.error(value.span().start, Some(name.to_owned()), e.to_string()))?;
+            let (line, column) = ctx.position(value.span().start);
+            Ok(AccountField {
+                template,
+                origin: format!("{}:{line}:{column}", ctx.file),
+                field: name,
+            })
+        };
+    Ok(MailAccount {
+        account_type: field(raw.account_type, "account.type")?,
+        incoming_host: field(raw.incoming_host, "account.incoming_host")?,
+        outgoing_host: field(raw.outgoing_host, "account.outgoing_host")?,
+        incoming_port: raw
+            .incoming_port
+            .map(|v| field(v, "account.incoming_port"))
+            .transpose()?,
+        outgoing_port: raw
+            .outgoing_port
+            .map(|v| field(v, "account.outgoing_port"))
+            .transpose()?,
+    })
 }
 
 fn must_be_true(

@@ -200,3 +200,76 @@ fn raw_thunderbird_prefs_follow_the_policy_allow_list() {
     let got = err(&format!("{base}\"mail.x\" = [1]\n"));
     assert!(got.contains("not array"), "{got}");
 }
+
+fn account_vars(extra: &[(&str, &str)]) -> crate::Vars {
+    let mut v: crate::Vars = [
+        ("mail.account_type", "imap"),
+        ("mail.incoming_host", "imap.example.org"),
+        ("mail.outgoing_host", "smtp.example.org"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, val) in extra {
+        v.insert(k.to_string(), val.to_string());
+    }
+    v
+}
+
+#[test]
+fn the_account_resolves_from_variables_with_standard_ports() {
+    let p = builtin::load("bsi-m5.57").unwrap().unwrap();
+    let account = p.account.expect("the baseline has an [account]");
+    let r = account.resolve(&account_vars(&[])).unwrap();
+    assert_eq!(r.account_type, AccountType::Imap);
+    assert_eq!((r.incoming_port, r.outgoing_port), (993, 587));
+    let r = account
+        .resolve(&account_vars(&[
+            ("mail.account_type", "pop"),
+            ("mail.outgoing_port", "465"),
+        ]))
+        .unwrap();
+    assert_eq!((r.incoming_port, r.outgoing_port), (995, 465));
+}
+
+#[test]
+fn account_errors_name_where_the_field_is() {
+    let p = builtin::load("bsi-m5.57").unwrap().unwrap();
+    let account = p.account.unwrap();
+    let e = account
+        .resolve(&account_vars(&[("mail.account_type", "exchange")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("builtin:bsi-m5.57:")
+            && e.contains("field `account.type`: \"exchange\" is not an account type"),
+        "{e}"
+    );
+    let e = account
+        .resolve(&account_vars(&[("mail.incoming_port", "99999")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("field `account.incoming_port`: \"99999\" is not a port"),
+        "{e}"
+    );
+    let e = account
+        .resolve(&account_vars(&[("mail.outgoing_host", "smtp://x.example")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a host name"), "{e}");
+    let mut vars = account_vars(&[]);
+    vars.remove("mail.incoming_host");
+    let e = account.resolve(&vars).unwrap_err().to_string();
+    assert!(e.contains("pass --var mail.incoming_host=VALUE"), "{e}");
+}
+
+#[test]
+fn the_account_section_is_strict() {
+    let base = "id = \"t\"\nversion = 1\ntitle = \"T\"\n[account]\ntype = \"imap\"\nincoming_host = \"a\"\noutgoing_host = \"b\"\n";
+    assert!(Profile::parse("p.toml", base).unwrap().account.is_some());
+    let got = err(&format!("{base}password = \"x\"\n"));
+    assert!(got.starts_with("p.toml:8:1:"), "{got}");
+    let got = err(&base.replace("\"a\"", "\"{{ Bad Name }}\""));
+    assert!(got.contains("field `account.incoming_host`"), "{got}");
+}
