@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick-start demo: builds a non-compliant Thunderbird profile in a temporary home, checks it
 # against the built-in BSI M 5.57 baseline, applies the baseline, checks again and restores; then
-# exports the baseline's Outlook policy part as a .reg file.
+# exports the baseline's Outlook policy part as a .reg file, applies the baseline to a macOS
+# home's Apple Mail preferences and exports the configuration profile for MDM.
 # Nothing outside the temporary directory is touched (--home and --system-root point into it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,3 +47,18 @@ echo "(the file is UTF-16LE as regedit writes it; shown here converted to UTF-8)
 "$agent" export --profile builtin:bsi-m5.57 --format reg -o "$demo/bsi-m5.57.reg"
 iconv -f UTF-16 -t UTF-8 "$demo/bsi-m5.57.reg" | tr -d '\r'
 echo "Enforcing Outlook itself needs the Windows build: see README, \"Outlook support\"."
+echo
+echo "== 7. Apple Mail: preferences of a macOS home (agent/tests/data/applemail), apply ="
+mac_home="$demo/Users/alice"
+mkdir -p "$mac_home"
+cp -R agent/tests/data/applemail/home/. "$mac_home/"
+"$agent" apply --client apple-mail --profile builtin:bsi-m5.57 --var user.email=alice@example.org \
+  --home "$mac_home" --system-root "$root" |
+  sed -n '1,6p' || true
+echo "  ... (settings-locked stays failed without MDM: see the configuration profile below)"
+echo
+echo "== 8. Apple Mail: the configuration profile for MDM (export --format mobileconfig), excerpt"
+"$agent" export --profile builtin:bsi-m5.57 --format mobileconfig --var user.email=alice@example.org \
+  --var mail.account_type=imap --var mail.incoming_host=imap.example.org \
+  --var mail.outgoing_host=smtp.example.org | sed -n '1,40p'
+echo "  ..."

@@ -2,13 +2,19 @@
 # Installs what the test suite needs, idempotently: a real Thunderbird (Debian
 # package) for the end-to-end checks and util-linux's `unshare`, which the e2e
 # tests use to show Thunderbird our policies.json without touching the real /etc;
-# then Wine and the Windows cross toolchain (scripts/windows.sh deps) for the
-# Outlook tests against Wine's registry.
+# plist and CMS checkers for Apple Mail; then Wine and the Windows cross
+# toolchain (scripts/windows.sh deps) for the Outlook tests against Wine's registry.
 set -euo pipefail
 
 need_apt=()
 dpkg -s thunderbird >/dev/null 2>&1 || need_apt+=(thunderbird)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# Independent readers of what we write for Apple Mail: plistutil (libplist) next to Python's
+# plistlib, and the openssl command line, which checks our CMS signatures (a test oracle only:
+# the product links no OpenSSL).
+command -v plistutil >/dev/null 2>&1 || need_apt+=(libplist-utils)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then

@@ -12,6 +12,7 @@ use postwarden_engine::{reconcile, Intent};
 use postwarden_profiles::report::{Finding, Report, RunKind, Status};
 use postwarden_profiles::{builtin, Profile, Vars};
 
+use crate::applemail::{self, AppleMailStore};
 use crate::fsx::write_atomic;
 use crate::journal::{Journal, Restored};
 use crate::outlook;
@@ -37,7 +38,8 @@ enum Command {
     /// Undo everything `apply` changed: originals back byte for byte, created files, registry
     /// values and keys removed.
     Restore(Target),
-    /// Write a profile's settings in another tool's format (Group Policy `.reg`).
+    /// Write a profile's settings in another tool's format: Group Policy `.reg` (Outlook) or an
+    /// Apple configuration profile (`.mobileconfig`, Apple Mail).
     Export(ExportArgs),
 }
 
@@ -50,17 +52,34 @@ struct ExportArgs {
     #[arg(long = "var", value_name = "NAME=VALUE")]
     vars: Vec<String>,
     /// `reg`: Outlook's policy values as a regedit file (UTF-16LE), for Group Policy or
-    /// `reg import`.
+    /// `reg import`. `mobileconfig`: an Apple configuration profile with the user's mail
+    /// account and Mail's forced preferences, for MDM.
     #[arg(long, value_enum)]
     format: ExportFormat,
     /// Where to write [default: standard output].
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// mobileconfig: the profile's PayloadIdentifier [default: org.postwarden.<profile id>].
+    #[arg(long, value_name = "REVERSE-DNS")]
+    identifier: Option<String>,
+    /// mobileconfig: the PayloadOrganization shown to the user.
+    #[arg(long, value_name = "NAME")]
+    organization: Option<String>,
+    /// mobileconfig: sign with this certificate (PEM); needs --sign-key.
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// mobileconfig: the signing certificate's private key (PEM, PKCS#8 or PKCS#1).
+    #[arg(long, value_name = "FILE", requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+    /// mobileconfig: intermediate certificates to include (PEM).
+    #[arg(long, value_name = "FILE", requires = "sign_cert")]
+    sign_chain: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ExportFormat {
     Reg,
+    Mobileconfig,
 }
 
 /// A mail client the agent can manage.
@@ -69,12 +88,17 @@ pub enum ClientArg {
     Thunderbird,
     /// Classic Outlook 16.0, through the Windows registry (Windows builds only).
     Outlook,
+    /// Apple Mail's preferences: through `defaults` on macOS, the plist files under --home
+    /// elsewhere.
+    AppleMail,
 }
 
 /// The clients managed when `--client` is not given: every client this build supports.
 pub fn default_clients() -> Vec<ClientArg> {
     if cfg!(windows) {
         vec![ClientArg::Thunderbird, ClientArg::Outlook]
+    } else if cfg!(target_os = "macos") {
+        vec![ClientArg::Thunderbird, ClientArg::AppleMail]
     } else {
         vec![ClientArg::Thunderbird]
     }
@@ -245,6 +269,32 @@ pub fn run_clients(
                 findings.extend(found);
                 caveats.extend(notes);
             }
+            ClientArg::AppleMail => {
+                if !applemail::store::is_set_up(&paths.home) {
+                    continue;
+                }
+                let user = paths
+                    .home
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut store = AppleMailStore::load(
+                    &paths.home,
+                    &paths.system_root,
+                    &user,
+                    applemail::Channel::for_this_os(),
+                    paths.home_state(),
+                    applemail::mail_running(),
+                )?;
+                let mapped = applemail::map(profile, vars, &paths.home.display().to_string())?;
+                findings.extend(reconcile(
+                    &mut store,
+                    intent,
+                    &mapped.desired,
+                    &mapped.not_applicable,
+                )?);
+                caveats.push(APPLE_MAIL_CAVEAT.to_owned());
+            }
         }
     }
     let run = match intent {
@@ -255,6 +305,12 @@ pub fn run_clients(
     report.caveats.extend(caveats);
     Ok(report)
 }
+
+/// What every report with Apple Mail findings says about how far they are proven.
+pub const APPLE_MAIL_CAVEAT: &str = "Apple Mail: the preference files are read and written as \
+macOS keeps them (checked with independent plist parsers), but no macOS ran these tests: \
+whether Mail honours each key, and writes through `defaults` on a live Mac, are unverified; \
+keys from community or decompiled sources say so in the findings' notes";
 
 /// What every report with Outlook findings says about how far they are proven.
 pub const OUTLOOK_CAVEAT: &str = "Outlook: values are read and written through the Windows \
@@ -343,6 +399,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let journal = Journal::open(&dir)?;
                 done.extend(restore_journal(journal)?);
             }
+            // On macOS, have the preferences system load what was put back.
+            let channel = applemail::Channel::for_this_os();
+            for d in &done {
+                match d {
+                    Restored::PutBack(p) => channel.reload(&paths.home, p, true)?,
+                    Restored::Removed(p) => channel.reload(&paths.home, p, false)?,
+                    _ => {}
+                }
+            }
             if done.is_empty() {
                 println!("Nothing to restore: no changes by postwarden-agent apply are recorded.");
             }
@@ -394,6 +459,24 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
             };
             outlook::export::render_reg(&outlook::map(&profile, &vars, &view)?)
         }
+        ExportFormat::Mobileconfig => {
+            let spec = mobileconfig_spec(&profile, &vars, &args)?;
+            let xml = applemail::mobileconfig::to_xml(&applemail::mobileconfig::build(&spec));
+            match (&args.sign_cert, &args.sign_key) {
+                (Some(cert), Some(key)) => {
+                    let read = |p: &PathBuf| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("reading {}", p.display()))
+                    };
+                    let chain = args.sign_chain.as_ref().map(read).transpose()?;
+                    applemail::sign::sign(&xml, &read(cert)?, &read(key)?, chain.as_deref())
+                        .with_context(|| {
+                            format!("signing with {} and {}", cert.display(), key.display())
+                        })?
+                }
+                _ => xml,
+            }
+        }
     };
     match &args.output {
         Some(path) => write_atomic(path, &bytes, 0o644)
@@ -406,6 +489,95 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the configuration profile holds: the account (when the profile has `[account]`) and
+/// every preference an enforce-mode control sets.
+fn mobileconfig_spec(
+    profile: &Profile,
+    vars: &Vars,
+    args: &ExportArgs,
+) -> Result<applemail::mobileconfig::MobileconfigSpec> {
+    use applemail::mobileconfig::{AccountPayload, ForcedPreference, MailAuth, MobileconfigSpec};
+    use postwarden_profiles::{ControlId, ControlValue};
+    let mapped = applemail::map(profile, vars, "mobileconfig")?;
+    let mut forced: Vec<ForcedPreference> = Vec::new();
+    for (location, value) in mapped.forced() {
+        let plist = match value {
+            postwarden_engine::Value::Bool(b) => plist::Value::Boolean(*b),
+            postwarden_engine::Value::Int(i) => plist::Value::Integer((*i).into()),
+            postwarden_engine::Value::Text(t) => plist::Value::String(t.clone()),
+            other => bail!("{location}: {other} cannot go into a configuration profile"),
+        };
+        let domain = location.domain.name().to_owned();
+        match &location.entry {
+            None => forced.push(ForcedPreference {
+                domain,
+                key: location.key.clone(),
+                value: plist,
+            }),
+            Some(entry) => {
+                // An entry of a dictionary-valued key: the profile forces the whole dictionary.
+                let existing = forced
+                    .iter_mut()
+                    .find(|f| f.domain == domain && f.key == location.key);
+                match existing.and_then(|f| f.value.as_dictionary_mut()) {
+                    Some(d) => {
+                        d.insert(entry.clone(), plist);
+                    }
+                    None => forced.push(ForcedPreference {
+                        domain,
+                        key: location.key.clone(),
+                        value: plist::Value::Dictionary(
+                            [(entry.clone(), plist)].into_iter().collect(),
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+    let account = match &profile.account {
+        None => None,
+        Some(spec) => {
+            let resolved = spec.resolve(vars)?;
+            let address = match profile.control(ControlId::ReplyAddress).map(|c| &c.value) {
+                Some(ControlValue::ReplyAddress(t)) => t.render(vars).map_err(|e| {
+                    anyhow!(
+                        "{}: field `controls.reply-address.value`: {e}",
+                        profile.source
+                    )
+                })?,
+                _ => vars.get("user.email").cloned().ok_or_else(|| {
+                    anyhow!("the account needs the user's address: pass --var user.email=VALUE")
+                })?,
+            };
+            let auth = MailAuth::Password;
+            Some(AccountPayload {
+                account_type: resolved.account_type,
+                description: profile.title.clone(),
+                address,
+                incoming_host: resolved.incoming_host,
+                incoming_port: resolved.incoming_port,
+                incoming_ssl: true,
+                incoming_auth: auth,
+                outgoing_host: resolved.outgoing_host,
+                outgoing_port: resolved.outgoing_port,
+                outgoing_ssl: true,
+                outgoing_auth: auth,
+            })
+        }
+    };
+    Ok(MobileconfigSpec {
+        identifier: args
+            .identifier
+            .clone()
+            .unwrap_or_else(|| format!("org.postwarden.{}", profile.id.0)),
+        display_name: profile.title.clone(),
+        description: profile.description.clone(),
+        organization: args.organization.clone(),
+        account,
+        forced,
+    })
 }
 
 fn run_args(args: RunArgs, intent: Intent) -> Result<ExitCode> {

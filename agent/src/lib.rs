@@ -6,6 +6,7 @@
 //!   replace (temp file, fsync, rename) after a one-time backup that `restore` puts back.
 //! - [`cli`]: `postwarden-agent check | apply | restore`.
 
+pub mod applemail;
 pub mod cli;
 pub mod fsx;
 pub mod journal;

@@ -1061,3 +1061,156 @@ fn sign_refuses_a_key_that_does_not_match_the_certificate() {
             .starts_with("the private key does not match the signer certificate"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command line: `postwarden-agent export --format mobileconfig`
+// ---------------------------------------------------------------------------------------------
+
+const AGENT: &str = env!("CARGO_BIN_EXE_postwarden-agent");
+
+fn export(extra: &[&str]) -> std::process::Output {
+    Command::new(AGENT)
+        .args([
+            "export",
+            "--profile",
+            "builtin:bsi-m5.57",
+            "--format",
+            "mobileconfig",
+            "--var",
+            "user.email=alice@example.org",
+            "--var",
+            "mail.account_type=pop",
+            "--var",
+            "mail.incoming_host=pop.example.org",
+            "--var",
+            "mail.outgoing_host=smtp.example.org",
+            "--var",
+            "mail.outgoing_port=465",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_exports_the_baselines_profile_signed_or_not() {
+    let out = export(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = out.stdout;
+    let profile = Value::from_reader(std::io::Cursor::new(&xml)).unwrap();
+    let checker = Checker::load();
+    assert_clean("CLI export", &checker.check(&profile));
+    assert_clean("CLI export (XML)", &checker.check_xml(&xml));
+    plist_oracle::assert_reads_back_as(&xml, &profile);
+
+    let top = profile.as_dictionary().unwrap();
+    assert_eq!(
+        top["PayloadIdentifier"].as_string(),
+        Some("org.postwarden.bsi-m5.57")
+    );
+    let account = top["PayloadContent"].as_array().unwrap()[0]
+        .as_dictionary()
+        .unwrap();
+    for (key, want) in [
+        ("EmailAccountType", Value::String("EmailTypePOP".into())),
+        ("EmailAddress", Value::String("alice@example.org".into())),
+        (
+            "IncomingMailServerHostName",
+            Value::String("pop.example.org".into()),
+        ),
+        ("IncomingMailServerPortNumber", Value::Integer(995.into())),
+        ("IncomingMailServerUseSSL", Value::Boolean(true)),
+        (
+            "IncomingMailServerAuthentication",
+            Value::String("EmailAuthPassword".into()),
+        ),
+        ("OutgoingMailServerPortNumber", Value::Integer(465.into())),
+        ("OutgoingMailServerUseSSL", Value::Boolean(true)),
+        (
+            "OutgoingMailServerAuthentication",
+            Value::String("EmailAuthPassword".into()),
+        ),
+    ] {
+        assert_eq!(account.get(key), Some(&want), "{key}");
+    }
+    assert!(account
+        .keys()
+        .all(|k| !k.contains("Password") || k.ends_with("Authentication")));
+
+    // The same file again: stable identifiers and UUIDs.
+    assert!(
+        export(&[]).stdout == xml,
+        "regenerating gives the same bytes"
+    );
+
+    // Signed through the command line: openssl extracts exactly the unsigned file.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(KeyPair::generate().unwrap());
+    let cert = dir.path().join("signer.pem");
+    let key = dir.path().join("signer.key");
+    let chain = dir.path().join("chain.pem");
+    std::fs::write(&cert, &pki.signer_pem).unwrap();
+    std::fs::write(&key, &pki.signer_key_pem).unwrap();
+    std::fs::write(&chain, &pki.intermediate_pem).unwrap();
+    let signed_path = dir.path().join("profile.mobileconfig");
+    let out = export(&[
+        "--sign-cert",
+        cert.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+        "--sign-chain",
+        chain.to_str().unwrap(),
+        "-o",
+        signed_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = std::fs::read(&signed_path).unwrap();
+    let content = openssl_verify(&signed, &pki.root_pem).unwrap();
+    assert!(content == xml, "the signed profile holds the unsigned one");
+
+    // A key that is not the certificate's: exit 2, the files named, nothing written.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let refused = dir.path().join("refused.mobileconfig");
+    let out = export(&[
+        "--sign-cert",
+        cert.to_str().unwrap(),
+        "--sign-key",
+        other.to_str().unwrap(),
+        "-o",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other.key"), "{err}");
+    assert!(!refused.exists());
+}
+
+#[test]
+fn the_cli_names_a_missing_account_variable() {
+    let out = Command::new(AGENT)
+        .args([
+            "export",
+            "--profile",
+            "builtin:bsi-m5.57",
+            "--format",
+            "mobileconfig",
+            "--var",
+            "user.email=alice@example.org",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("field `account.type`"), "{err}");
+    assert!(err.contains("--var mail.account_type=VALUE"), "{err}");
+    assert!(out.stdout.is_empty());
+}

@@ -278,7 +278,7 @@ pub struct AccountError {
 }
 
 fn valid_host(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>().is_ok()
+    host.parse::<core::net::IpAddr>().is_ok()
         || (!host.is_empty()
             && host.len() <= 253
             && host.split('.').all(|label| {

@@ -52,6 +52,8 @@ impl Paths {
     pub fn home_state(&self) -> PathBuf {
         if cfg!(windows) {
             self.home.join(r"AppData\Local\Postwarden")
+        } else if cfg!(target_os = "macos") {
+            self.home.join("Library/Application Support/Postwarden")
         } else {
             self.home.join(".local/state/postwarden")
         }

@@ -1,0 +1,355 @@
+//! `postwarden-agent --client apple-mail` as a user runs it, against a fixture home with binary
+//! plists as macOS writes them (`agent/tests/data/applemail/home`): check, apply, check,
+//! restore (byte-identical), audit mode, corrupt input, and forced values from an installed
+//! configuration profile. Everything the agent writes is read back by two independent plist
+//! readers (Python's plistlib and libplist's plistutil) and compared value by value.
+
+#[path = "support/plist_oracle.rs"]
+mod plist_oracle;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use plist::Value as Plist;
+use serde_json::Value as Json;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_postwarden-agent");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/applemail/home");
+const MAIL: &str =
+    "Library/Containers/com.apple.mail/Data/Library/Preferences/com.apple.mail.plist";
+const SHARED: &str = "Library/Preferences/com.apple.mail-shared.plist";
+const GROUP: &str =
+    "Library/Group Containers/group.com.apple.mail/Library/Preferences/group.com.apple.mail.plist";
+const LAUNCH: &str = "Library/Preferences/com.apple.LaunchServices.plist";
+
+struct Env {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+    root: PathBuf,
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("Users/alice");
+        let root = dir.path().join("root");
+        copy_tree(Path::new(FIXTURE), &home);
+        fs::create_dir_all(&root).unwrap();
+        Env { dir, home, root }
+    }
+
+    fn agent(&self, cmd: &str, extra: &[&str]) -> (i32, String, String) {
+        let mut c = Command::new(AGENT);
+        c.arg(cmd)
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--system-root")
+            .arg(&self.root);
+        if cmd != "restore" {
+            c.args([
+                "--profile",
+                "builtin:bsi-m5.57",
+                "--var",
+                "user.email=alice@example.org",
+                "--client",
+                "apple-mail",
+            ]);
+        }
+        c.args(extra);
+        let out = c.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn report(&self, cmd: &str) -> (i32, Json) {
+        let (code, out, err) = self.agent(cmd, &["--format", "json"]);
+        assert!(code == 0 || code == 1, "{cmd} exited {code}: {err}");
+        (code, serde_json::from_str(&out).unwrap())
+    }
+
+    fn snapshot(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    out.insert(p.clone(), None);
+                    stack.push(p);
+                } else {
+                    out.insert(p.clone(), Some(fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    fn plist(&self, rel: &str) -> plist::Dictionary {
+        Plist::from_file(self.home.join(rel))
+            .unwrap()
+            .into_dictionary()
+            .unwrap()
+    }
+}
+
+fn statuses(report: &Json) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for f in report["findings"].as_array().unwrap() {
+        *counts
+            .entry(f["status"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+fn finding<'a>(report: &'a Json, control: &str, setting: &str) -> &'a Json {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["control"] == control && f["setting"] == setting)
+        .unwrap_or_else(|| panic!("no {control} finding for {setting}"))
+}
+
+#[test]
+fn check_apply_check_restore_on_macos_plists() {
+    let env = Env::new();
+    let before = env.snapshot();
+    let original_mail = env.plist(MAIL);
+
+    let (code, check) = env.report("check");
+    assert_eq!(code, 1);
+    assert_eq!(env.snapshot(), before, "check writes nothing");
+    let poll = finding(&check, "mail-check-interval", "com.apple.mail PollTime");
+    assert_eq!(poll["status"], "drifted");
+    assert_eq!(poll["actual"], -1, "the string \"-1\" reads as automatic");
+    assert_eq!(statuses(&check)["not_applicable"], 6);
+    assert!(check["caveats"][0]
+        .as_str()
+        .unwrap()
+        .contains("no macOS ran"));
+
+    let (code, apply) = env.report("apply");
+    assert_eq!(code, 1, "settings-locked cannot be met without MDM");
+    let counts = statuses(&apply);
+    assert_eq!(
+        counts["repaired"], 6,
+        "AutoFetch was already on: {counts:?}"
+    );
+    for f in apply["findings"].as_array().unwrap() {
+        if f["status"] == "failed" {
+            assert_eq!(f["control"], "settings-locked", "{f:#}");
+            assert!(f["reason"].as_str().unwrap().contains("mobileconfig"));
+        }
+    }
+
+    // Every file we wrote: binary, read back equal by two independent readers, every key we do
+    // not manage still there with its value.
+    for rel in [MAIL, SHARED, GROUP, LAUNCH] {
+        let bytes = fs::read(env.home.join(rel)).unwrap();
+        assert!(bytes.starts_with(b"bplist00"), "{rel} is binary");
+        let ours = Plist::from_reader(std::io::Cursor::new(&bytes)).unwrap();
+        plist_oracle::assert_reads_back_as(&bytes, &ours);
+    }
+    let mail = env.plist(MAIL);
+    assert_eq!(mail.get("PollTime"), Some(&Plist::Integer(30.into())));
+    assert_eq!(
+        mail.get("DisableInlineAttachmentViewing"),
+        Some(&Plist::Boolean(true))
+    );
+    let headers = mail.get("UserHeaders").unwrap().as_dictionary().unwrap();
+    assert_eq!(
+        headers.get("Reply-To"),
+        Some(&Plist::String("alice@example.org".into()))
+    );
+    assert_eq!(
+        headers.get("X-Mailer-Note"),
+        Some(&Plist::String("kept".into()))
+    );
+    for (k, v) in &original_mail {
+        if !["PollTime", "DisableInlineAttachmentViewing", "UserHeaders"].contains(&k.as_str()) {
+            assert_eq!(mail.get(k), Some(v), "{k} is kept as it was");
+        }
+    }
+    assert_eq!(
+        env.plist(LAUNCH).get("LSQuarantine"),
+        None,
+        "the switch is removed"
+    );
+    assert!(env.plist(LAUNCH).get("LSHandlers").is_some());
+    assert_eq!(
+        env.plist(GROUP).get("LoadRemoteContent-v2"),
+        Some(&Plist::Integer(11.into()))
+    );
+
+    let (code, again) = env.report("check");
+    assert_eq!(code, 1);
+    let counts = statuses(&again);
+    assert_eq!(counts["compliant"], 7, "{counts:?}");
+    assert_eq!(counts["drifted"], 6, "only the locks: {counts:?}");
+
+    let (code, _, err) = env.agent("restore", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(env.snapshot(), before, "restore is byte-identical");
+}
+
+#[test]
+fn audit_mode_and_bad_input_write_nothing() {
+    let env = Env::new();
+    let before = env.snapshot();
+    let audit = env.dir.path().join("audit.toml");
+    let baseline = builtin_text().replace("mode = \"enforce\"", "mode = \"audit\"");
+    fs::write(&audit, baseline).unwrap();
+    let before_with_profile = env.snapshot();
+    let out = Command::new(AGENT)
+        .args(["apply", "--client", "apple-mail", "--home"])
+        .arg(&env.home)
+        .arg("--system-root")
+        .arg(&env.root)
+        .args(["--profile", audit.to_str().unwrap()])
+        .args(["--var", "user.email=alice@example.org"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "drift in audit mode");
+    assert_eq!(env.snapshot(), before_with_profile, "audit writes nothing");
+    fs::remove_file(&audit).unwrap();
+    assert_eq!(env.snapshot(), before);
+
+    // A truncated binary plist: the error names the file; nothing is written.
+    let shared = env.home.join(SHARED);
+    let bytes = fs::read(&shared).unwrap();
+    fs::write(&shared, &bytes[..bytes.len() - 9]).unwrap();
+    let corrupt = env.snapshot();
+    let (code, _, err) = env.agent("apply", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("com.apple.mail-shared.plist: not a valid binary property list"),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(), corrupt);
+
+    // An XML plist with a syntax error.
+    fs::write(
+        &shared,
+        b"<?xml version=\"1.0\"?><plist><dict><key>a</key></plist>",
+    )
+    .unwrap();
+    let (code, _, err) = env.agent("check", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a valid XML property list"), "{err}");
+}
+
+fn builtin_text() -> String {
+    fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../profiles/bsi-m5.57.toml"
+    ))
+    .unwrap()
+}
+
+/// What MDM does with our configuration profile: its forced preferences end up in
+/// `/Library/Managed Preferences/<user>/<domain>.plist`, and the agent then reports them locked.
+#[test]
+fn preferences_forced_by_our_configuration_profile_are_compliant_and_locked() {
+    let env = Env::new();
+    let out = Command::new(AGENT)
+        .args([
+            "export",
+            "--profile",
+            "builtin:bsi-m5.57",
+            "--format",
+            "mobileconfig",
+            "--var",
+            "user.email=alice@example.org",
+            "--var",
+            "mail.account_type=imap",
+            "--var",
+            "mail.incoming_host=imap.example.org",
+            "--var",
+            "mail.outgoing_host=smtp.example.org",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let profile = Plist::from_reader(std::io::Cursor::new(&out.stdout))
+        .unwrap()
+        .into_dictionary()
+        .unwrap();
+    let managed = env.root.join("Library/Managed Preferences/alice");
+    fs::create_dir_all(&managed).unwrap();
+    let mut domains = 0;
+    for payload in profile["PayloadContent"].as_array().unwrap() {
+        let payload = payload.as_dictionary().unwrap();
+        if payload["PayloadType"].as_string() != Some("com.apple.ManagedClient.preferences") {
+            continue;
+        }
+        for (domain, settings) in payload["PayloadContent"].as_dictionary().unwrap() {
+            let forced = settings.as_dictionary().unwrap()["Forced"]
+                .as_array()
+                .unwrap()[0]
+                .as_dictionary()
+                .unwrap()["mcx_preference_settings"]
+                .clone();
+            forced
+                .to_file_binary(managed.join(format!("{domain}.plist")))
+                .unwrap();
+            domains += 1;
+        }
+    }
+    assert_eq!(domains, 3, "com.apple.mail, -shared and the group suite");
+
+    let (_, check) = env.report("check");
+    for f in check["findings"].as_array().unwrap() {
+        if f["status"] == "not_applicable" {
+            continue;
+        }
+        let quarantine = f["setting"] == "com.apple.LaunchServices LSQuarantine";
+        if quarantine {
+            // Not in the profile: the agent removes LSQuarantine = false itself.
+            assert_eq!(f["status"], "drifted", "{f:#}");
+        } else {
+            assert_eq!(f["status"], "compliant", "{f:#}");
+        }
+    }
+    let poll = finding(&check, "mail-check-interval", "com.apple.mail PollTime");
+    assert_eq!(poll["locked"], true);
+    // The user's own plist still says otherwise; the forced value wins, as in CFPreferences.
+    assert_eq!(
+        env.plist(MAIL).get("PollTime"),
+        Some(&Plist::String("-1".into()))
+    );
+}
+
+#[test]
+fn a_home_without_apple_mail_has_nothing_to_check() {
+    let env = Env::new();
+    fs::remove_dir_all(env.home.join("Library")).unwrap();
+    let (code, out, _) = env.agent("check", &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("No mail client configuration was found"),
+        "{out}"
+    );
+}
