@@ -460,7 +460,12 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
             outlook::export::render_reg(&outlook::map(&profile, &vars, &view)?)
         }
         ExportFormat::Mobileconfig => {
-            let spec = mobileconfig_spec(&profile, &vars, &args)?;
+            let spec = applemail::export::spec(
+                &profile,
+                &vars,
+                args.identifier.clone(),
+                args.organization.clone(),
+            )?;
             let xml = applemail::mobileconfig::to_xml(&applemail::mobileconfig::build(&spec));
             match (&args.sign_cert, &args.sign_key) {
                 (Some(cert), Some(key)) => {
@@ -489,95 +494,6 @@ fn export(args: ExportArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the configuration profile holds: the account (when the profile has `[account]`) and
-/// every preference an enforce-mode control sets.
-fn mobileconfig_spec(
-    profile: &Profile,
-    vars: &Vars,
-    args: &ExportArgs,
-) -> Result<applemail::mobileconfig::MobileconfigSpec> {
-    use applemail::mobileconfig::{AccountPayload, ForcedPreference, MailAuth, MobileconfigSpec};
-    use postwarden_profiles::{ControlId, ControlValue};
-    let mapped = applemail::map(profile, vars, "mobileconfig")?;
-    let mut forced: Vec<ForcedPreference> = Vec::new();
-    for (location, value) in mapped.forced() {
-        let plist = match value {
-            postwarden_engine::Value::Bool(b) => plist::Value::Boolean(*b),
-            postwarden_engine::Value::Int(i) => plist::Value::Integer((*i).into()),
-            postwarden_engine::Value::Text(t) => plist::Value::String(t.clone()),
-            other => bail!("{location}: {other} cannot go into a configuration profile"),
-        };
-        let domain = location.domain.name().to_owned();
-        match &location.entry {
-            None => forced.push(ForcedPreference {
-                domain,
-                key: location.key.clone(),
-                value: plist,
-            }),
-            Some(entry) => {
-                // An entry of a dictionary-valued key: the profile forces the whole dictionary.
-                let existing = forced
-                    .iter_mut()
-                    .find(|f| f.domain == domain && f.key == location.key);
-                match existing.and_then(|f| f.value.as_dictionary_mut()) {
-                    Some(d) => {
-                        d.insert(entry.clone(), plist);
-                    }
-                    None => forced.push(ForcedPreference {
-                        domain,
-                        key: location.key.clone(),
-                        value: plist::Value::Dictionary(
-                            [(entry.clone(), plist)].into_iter().collect(),
-                        ),
-                    }),
-                }
-            }
-        }
-    }
-    let account = match &profile.account {
-        None => None,
-        Some(spec) => {
-            let resolved = spec.resolve(vars)?;
-            let address = match profile.control(ControlId::ReplyAddress).map(|c| &c.value) {
-                Some(ControlValue::ReplyAddress(t)) => t.render(vars).map_err(|e| {
-                    anyhow!(
-                        "{}: field `controls.reply-address.value`: {e}",
-                        profile.source
-                    )
-                })?,
-                _ => vars.get("user.email").cloned().ok_or_else(|| {
-                    anyhow!("the account needs the user's address: pass --var user.email=VALUE")
-                })?,
-            };
-            let auth = MailAuth::Password;
-            Some(AccountPayload {
-                account_type: resolved.account_type,
-                description: profile.title.clone(),
-                address,
-                incoming_host: resolved.incoming_host,
-                incoming_port: resolved.incoming_port,
-                incoming_ssl: true,
-                incoming_auth: auth,
-                outgoing_host: resolved.outgoing_host,
-                outgoing_port: resolved.outgoing_port,
-                outgoing_ssl: true,
-                outgoing_auth: auth,
-            })
-        }
-    };
-    Ok(MobileconfigSpec {
-        identifier: args
-            .identifier
-            .clone()
-            .unwrap_or_else(|| format!("org.postwarden.{}", profile.id.0)),
-        display_name: profile.title.clone(),
-        description: profile.description.clone(),
-        organization: args.organization.clone(),
-        account,
-        forced,
-    })
 }
 
 fn run_args(args: RunArgs, intent: Intent) -> Result<ExitCode> {

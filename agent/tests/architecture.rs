@@ -28,6 +28,7 @@ const PURE: &[&str] = &[
     "agent/src/applemail/plistfile.rs",
     "agent/src/applemail/mobileconfig.rs",
     "agent/src/applemail/sign.rs",
+    "agent/src/applemail/export.rs",
     "agent/registry/src/lib.rs",
     "agent/registry/src/mem.rs",
     "agent/registry/src/regfile.rs",

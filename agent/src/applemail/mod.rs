@@ -5,8 +5,9 @@
 //! - [`store`]: reads the domains and the forced values, writes repairs (files, or `defaults` on
 //!   macOS).
 //! - [`mobileconfig`]: the configuration profile that creates the account and forces
-//!   preferences, for MDM.
+//!   preferences, for MDM; [`export`] fills it from a Postwarden profile; [`sign`] signs it.
 
+pub mod export;
 pub mod mapping;
 pub mod mobileconfig;
 pub mod plistfile;

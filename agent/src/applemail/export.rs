@@ -1,0 +1,94 @@
+//! What `export --format mobileconfig` puts into the configuration profile, from a Postwarden
+//! profile: the account of its `[account]` section and every preference an enforce-mode control
+//! sets (see [`super::mobileconfig`] for the payloads). Pure.
+
+use anyhow::{anyhow, bail, Result};
+use postwarden_profiles::{ControlId, ControlValue, Profile, Vars};
+
+use super::map;
+use super::mobileconfig::{AccountPayload, ForcedPreference, MailAuth, MobileconfigSpec};
+
+/// What the configuration profile holds: the account (when the profile has `[account]`) and
+/// every preference an enforce-mode control sets.
+pub fn spec(
+    profile: &Profile,
+    vars: &Vars,
+    identifier: Option<String>,
+    organization: Option<String>,
+) -> Result<MobileconfigSpec> {
+    let mapped = map(profile, vars, "mobileconfig")?;
+    let mut forced: Vec<ForcedPreference> = Vec::new();
+    for (location, value) in mapped.forced() {
+        let plist = match value {
+            postwarden_engine::Value::Bool(b) => plist::Value::Boolean(*b),
+            postwarden_engine::Value::Int(i) => plist::Value::Integer((*i).into()),
+            postwarden_engine::Value::Text(t) => plist::Value::String(t.clone()),
+            other => bail!("{location}: {other} cannot go into a configuration profile"),
+        };
+        let domain = location.domain.name().to_owned();
+        match &location.entry {
+            None => forced.push(ForcedPreference {
+                domain,
+                key: location.key.clone(),
+                value: plist,
+            }),
+            Some(entry) => {
+                // An entry of a dictionary-valued key: the profile forces the whole dictionary.
+                let existing = forced
+                    .iter_mut()
+                    .find(|f| f.domain == domain && f.key == location.key);
+                match existing.and_then(|f| f.value.as_dictionary_mut()) {
+                    Some(d) => {
+                        d.insert(entry.clone(), plist);
+                    }
+                    None => forced.push(ForcedPreference {
+                        domain,
+                        key: location.key.clone(),
+                        value: plist::Value::Dictionary(
+                            [(entry.clone(), plist)].into_iter().collect(),
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+    let account = match &profile.account {
+        None => None,
+        Some(spec) => {
+            let resolved = spec.resolve(vars)?;
+            let address = match profile.control(ControlId::ReplyAddress).map(|c| &c.value) {
+                Some(ControlValue::ReplyAddress(t)) => t.render(vars).map_err(|e| {
+                    anyhow!(
+                        "{}: field `controls.reply-address.value`: {e}",
+                        profile.source
+                    )
+                })?,
+                _ => vars.get("user.email").cloned().ok_or_else(|| {
+                    anyhow!("the account needs the user's address: pass --var user.email=VALUE")
+                })?,
+            };
+            let auth = MailAuth::Password;
+            Some(AccountPayload {
+                account_type: resolved.account_type,
+                description: profile.title.clone(),
+                address,
+                incoming_host: resolved.incoming_host,
+                incoming_port: resolved.incoming_port,
+                incoming_ssl: true,
+                incoming_auth: auth,
+                outgoing_host: resolved.outgoing_host,
+                outgoing_port: resolved.outgoing_port,
+                outgoing_ssl: true,
+                outgoing_auth: auth,
+            })
+        }
+    };
+    Ok(MobileconfigSpec {
+        identifier: identifier.unwrap_or_else(|| format!("org.postwarden.{}", profile.id.0)),
+        display_name: profile.title.clone(),
+        description: profile.description.clone(),
+        organization,
+        account,
+        forced,
+    })
+}
