@@ -143,27 +143,14 @@ impl<'r> OutlookStore<'r> {
         }
     }
 
-    /// `guards` caches, for one observation pass, whether each UI-lock policy is on: many
-    /// account values share one.
-    fn observe_one(
-        &self,
-        location: &OlLocation,
-        guards: &mut BTreeMap<OlLocation, bool>,
-    ) -> Result<Observation, RegError> {
+    fn observe_one(&self, location: &OlLocation) -> Result<Observation, RegError> {
         let (raw, locked) = if location.form.is_policy() {
             let (v, _) = self.policy_value(location)?;
             let present = v.is_some();
             (v, present)
         } else {
             let locked = match Self::guard_of(location.form).map(Self::guard_location) {
-                Some(g) => match guards.get(&g) {
-                    Some(on) => *on,
-                    None => {
-                        let on = self.policy_value(&g)?.0 == Some(RegValue::Dword(1));
-                        guards.insert(g, on);
-                        on
-                    }
-                },
+                Some(g) => self.policy_value(&g)?.0 == Some(RegValue::Dword(1)),
                 None => false,
             };
             (self.get(&self.key(&location.key), &location.name)?, locked)
@@ -274,13 +261,12 @@ impl Store for OutlookStore<'_> {
     type Error = anyhow::Error;
 
     fn observe(&mut self, locations: &[OlLocation]) -> Result<Observed<OlLocation>> {
-        let mut guards = BTreeMap::new();
         *self.pass.borrow_mut() = Some(BTreeMap::new());
         let observed = locations
             .iter()
             .map(|l| {
                 let obs = self
-                    .observe_one(l, &mut guards)
+                    .observe_one(l)
                     .map_err(|e| anyhow!("reading {l}: {e}"))?;
                 Ok((l.clone(), obs))
             })
