@@ -10,5 +10,6 @@ pub mod applemail;
 pub mod cli;
 pub mod fsx;
 pub mod journal;
+pub mod mapping;
 pub mod outlook;
 pub mod thunderbird;

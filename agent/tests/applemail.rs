@@ -4,6 +4,10 @@
 //! configuration profile. Everything the agent writes is read back by two independent plist
 //! readers (Python's plistlib and libplist's plistutil) and compared value by value.
 
+#[path = "support/report.rs"]
+mod report;
+use report::{finding, statuses};
+
 #[path = "support/plist_oracle.rs"]
 mod plist_oracle;
 
@@ -108,25 +112,6 @@ impl Env {
             .into_dictionary()
             .unwrap()
     }
-}
-
-fn statuses(report: &Json) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for f in report["findings"].as_array().unwrap() {
-        *counts
-            .entry(f["status"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    counts
-}
-
-fn finding<'a>(report: &'a Json, control: &str, setting: &str) -> &'a Json {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["control"] == control && f["setting"] == setting)
-        .unwrap_or_else(|| panic!("no {control} finding for {setting}"))
 }
 
 #[test]

@@ -19,6 +19,7 @@ const PURE: &[&str] = &[
     "agent/src/thunderbird/mapping.rs",
     "agent/src/thunderbird/mimetypes.rs",
     "agent/src/thunderbird/mapping",
+    "agent/src/mapping.rs",
     "agent/src/outlook/mapping.rs",
     "agent/src/outlook/mapping",
     "agent/src/outlook/accounts.rs",

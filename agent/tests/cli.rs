@@ -1,6 +1,10 @@
 //! `postwarden-agent` as a user runs it, against fixture homes and a fake system root.
 //! Thunderbird itself is not needed here; `tests/` proves the results in the real program.
 
+#[path = "support/report.rs"]
+mod report;
+use report::{finding, statuses};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -118,24 +122,6 @@ impl Env {
         }
         out
     }
-}
-
-fn statuses(report: &Json) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for f in report["findings"].as_array().unwrap() {
-        *m.entry(f["status"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    m
-}
-
-fn finding<'a>(report: &'a Json, control: &str, setting: &str) -> &'a Json {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["control"] == control && f["setting"] == setting)
-        .unwrap_or_else(|| panic!("no finding {control} {setting}"))
 }
 
 #[test]

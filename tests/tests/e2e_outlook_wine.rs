@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use postwarden_e2e::report::statuses;
 use postwarden_e2e::wine::WinePrefix;
 use postwarden_registry::regfile::{Op, RegFile};
 use postwarden_registry::RegValue;
@@ -51,16 +52,6 @@ fn report(prefix: &WinePrefix, cmd: &str) -> (i32, Json) {
         code,
         serde_json::from_str(&out).expect("the report is JSON"),
     )
-}
-
-fn statuses(report: &Json) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for f in report["findings"].as_array().unwrap() {
-        *counts
-            .entry(f["status"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    counts
 }
 
 /// Every value of every key of an export: `key -> name -> value`.

@@ -3,7 +3,7 @@
 //! sets (see [`super::mobileconfig`] for the payloads). Pure.
 
 use anyhow::{anyhow, bail, Result};
-use postwarden_profiles::{ControlId, ControlValue, Profile, Vars};
+use postwarden_profiles::{Control, ControlId, ControlValue, Profile, Vars};
 
 use super::map;
 use super::mobileconfig::{AccountPayload, ForcedPreference, MailAuth, MobileconfigSpec};
@@ -56,13 +56,14 @@ pub fn spec(
         None => None,
         Some(spec) => {
             let resolved = spec.resolve(vars)?;
-            let address = match profile.control(ControlId::ReplyAddress).map(|c| &c.value) {
-                Some(ControlValue::ReplyAddress(t)) => t.render(vars).map_err(|e| {
-                    anyhow!(
-                        "{}: field `controls.reply-address.value`: {e}",
-                        profile.source
-                    )
-                })?,
+            // The official address: the reply-address control's, else `user.email`.
+            let address = match profile.control(ControlId::ReplyAddress) {
+                Some(
+                    c @ Control {
+                        value: ControlValue::ReplyAddress(t),
+                        ..
+                    },
+                ) => crate::mapping::render(c, t, vars)?,
                 _ => vars.get("user.email").cloned().ok_or_else(|| {
                     anyhow!("the account needs the user's address: pass --var user.email=VALUE")
                 })?,

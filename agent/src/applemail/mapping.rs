@@ -99,20 +99,10 @@ impl fmt::Display for AmLocation {
     }
 }
 
-/// A control whose template could not be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: field `controls.{control}.value`: {message}")]
-pub struct MappingError {
-    pub origin: String,
-    pub control: ControlId,
-    pub message: String,
-}
+pub use crate::mapping::MappingError;
 
-#[derive(Debug, Default)]
-pub struct Mapped {
-    pub desired: Vec<Desired<AmLocation>>,
-    pub not_applicable: Vec<NotApplicable>,
-}
+/// Apple Mail's settings for a profile.
+pub type Mapped = crate::mapping::Mapped<AmLocation>;
 
 impl Mapped {
     /// The preferences a configuration profile forces: every value an enforce-mode control sets.
@@ -223,11 +213,7 @@ pub fn map(profile: &Profile, vars: &Vars, scope: &str) -> Result<Mapped, Mappin
         };
         match &control.value {
             ControlValue::ReplyAddress(template) => {
-                let address = template.render(vars).map_err(|e| MappingError {
-                    origin: control.origin.clone(),
-                    control: control.id,
-                    message: e.to_string(),
-                })?;
+                let address = crate::mapping::render(control, template, vars)?;
                 b.want_entry(
                     Domain::Mail,
                     "UserHeaders",

@@ -148,20 +148,10 @@ fn join(base: &str, sub: &str) -> String {
     }
 }
 
-/// A control whose template could not be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: field `controls.{control}.value`: {message}")]
-pub struct MappingError {
-    pub origin: String,
-    pub control: ControlId,
-    pub message: String,
-}
+pub use crate::mapping::MappingError;
 
-#[derive(Debug, Default)]
-pub struct Mapped {
-    pub desired: Vec<Desired<OlLocation>>,
-    pub not_applicable: Vec<NotApplicable>,
-}
+/// Outlook's settings for a profile.
+pub type Mapped = crate::mapping::Mapped<OlLocation>;
 
 impl Mapped {
     /// The policy part: what a Group Policy administrator would deploy, for `export`. Audit-mode
@@ -283,11 +273,7 @@ pub fn map(profile: &Profile, vars: &Vars, view: &View<'_>) -> Result<Mapped, Ma
                     );
                     continue;
                 }
-                let address = template.render(vars).map_err(|e| MappingError {
-                    origin: control.origin.clone(),
-                    control: control.id,
-                    message: e.to_string(),
-                })?;
+                let address = crate::mapping::render(control, template, vars)?;
                 for a in view.accounts {
                     b.want(
                         a.scope(),

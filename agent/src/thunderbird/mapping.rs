@@ -44,20 +44,10 @@ pub struct ProfileView<'a> {
     pub accounts: &'a Accounts,
 }
 
-/// A control whose template could not be resolved.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: field `controls.{control}.value`: {message}")]
-pub struct MappingError {
-    pub origin: String,
-    pub control: ControlId,
-    pub message: String,
-}
+pub use crate::mapping::MappingError;
 
-#[derive(Debug, Default)]
-pub struct Mapped {
-    pub desired: Vec<Desired<TbLocation>>,
-    pub not_applicable: Vec<NotApplicable>,
-}
+/// Thunderbird's settings for a profile.
+pub type Mapped = crate::mapping::Mapped<TbLocation>;
 
 const SOCKET_STARTTLS: i64 = 2;
 const SOCKET_TLS: i64 = 3;
@@ -231,11 +221,7 @@ fn map_control(
                 b.not_applicable("profile", "this profile has no mail identity");
                 return Ok(());
             }
-            let address = template.render(vars).map_err(|e| MappingError {
-                origin: b.control.origin.clone(),
-                control: b.control.id,
-                message: e.to_string(),
-            })?;
+            let address = crate::mapping::render(b.control, template, vars)?;
             for id in identities {
                 b.want(
                     id.describe(),
