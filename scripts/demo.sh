@@ -62,3 +62,23 @@ echo "== 8. Apple Mail: the configuration profile for MDM (export --format mobil
   --var mail.account_type=imap --var mail.incoming_host=imap.example.org \
   --var mail.outgoing_host=smtp.example.org | sed -n '1,40p'
 echo "  ..."
+echo
+echo "== 9. Two clients, one unreadable: Thunderbird is enforced, the corrupt Apple Mail plist"
+echo "==    is reported with its file and reason, nothing of Apple Mail is written (exit 1) ==="
+both="$demo/both/alice"
+mkdir -p "$both/.thunderbird/k3x9qv2p.default-default"
+cp "$fixture/profiles.ini" "$both/.thunderbird/profiles.ini"
+cp "$fixture/prefs.js" "$fixture/logins.json" "$both/.thunderbird/k3x9qv2p.default-default/"
+cp -R agent/tests/data/applemail/home/. "$both/"
+printf 'not a plist' >"$both/Library/Preferences/com.apple.mail-shared.plist"
+mkdir -p "$demo/both-root/etc"
+set +e
+"$agent" apply --client thunderbird --client apple-mail --profile builtin:bsi-m5.57 \
+  --var user.email=alice@example.org --home "$both" --system-root "$demo/both-root" \
+  >"$demo/both.txt" 2>"$demo/both.err"
+code=$?
+set -e
+cat "$demo/both.err"
+sed -n '3,5p' "$demo/both.txt"
+grep -m 2 -A 1 'could not be checked' "$demo/both.txt" || true
+echo "(exit $code)"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs, idempotently: a real Thunderbird (Debian
+# Installs what the test suite needs, idempotently: cargo-deny, a real Thunderbird (Debian
 # package) for the end-to-end checks and util-linux's `unshare`, which the e2e
 # tests use to show Thunderbird our policies.json without touching the real /etc;
-# plist and CMS checkers for Apple Mail; then Wine and the Windows cross
+# plist and CMS checkers for Apple Mail; Python's joserfc and cryptography (independent JWS
+# verifiers); then Wine and the Windows cross
 # toolchain (scripts/windows.sh deps) for the Outlook tests against Wine's registry.
 set -euo pipefail
 
@@ -25,5 +26,17 @@ if ((${#need_apt[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+
+# cargo-deny checks the dependency graph (deny.toml): bans, licenses, sources.
+# Pinned, so a new release cannot change what CI checks.
+CARGO_DENY_VERSION=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+  echo "install-test-deps: installing cargo-deny $CARGO_DENY_VERSION (cargo install, a few minutes)" >&2
+  cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --quiet
+fi
+
+# Independent JWS verifiers for the postwarden-wire tests.
+python3 -c 'import joserfc, cryptography' 2>/dev/null ||
+  python3 -m pip install --quiet 'joserfc>=1.0' 'cryptography>=42'
 
 bash "$(dirname "$0")/windows.sh" deps

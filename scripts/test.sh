@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The Windows code: linted for its target, and the registry crate's own tests run under Wine.
+# Dependencies: only crates.io, permissive licenses, and no OpenSSL / native-tls (deny.toml).
+cargo deny --locked check bans licenses sources
+# The Windows code: linted for its target; the registry's and the agent core's tests run under
+# Wine.
 bash scripts/windows.sh clippy
 bash scripts/windows.sh test
 # Includes tests/tests/e2e_outlook_wine.rs, which builds postwarden-agent.exe through

@@ -4,14 +4,16 @@
 #   scripts/windows.sh deps              install what the rest needs (apt; root)
 #   scripts/windows.sh prefix            create the base Wine prefix target/wine/base once
 #   scripts/windows.sh prefix-clone DIR  make DIR a fresh throwaway copy of the base prefix
-#   scripts/windows.sh test [ARGS...]    cross-compile postwarden-registry's tests, run them under
-#                                        Wine (ARGS go to cargo test; `-- --nocapture` works)
+#   scripts/windows.sh test [ARGS...]    cross-compile the tests of postwarden-registry and
+#                                        postwarden-agent-core, run them under Wine (ARGS go to
+#                                        cargo test; `-- --nocapture` works)
 #   scripts/windows.sh build             build postwarden-agent.exe (debug); prints its path last
 #   scripts/windows.sh bench [ROUNDS [KEYS [VALUES]]]  watcher latency (examples/watch_latency)
 #   scripts/windows.sh bench-check [ROUNDS]  Outlook check of the baseline, 10 accounts
-#                                        (agent/examples/outlook_check)
-#   scripts/windows.sh clippy            clippy -D warnings on the registry crate and the agent
-#                                        for Windows (Linux clippy never sees cfg(windows) code)
+#                                        (agent/core/examples/outlook_check)
+#   scripts/windows.sh clippy            clippy -D warnings on the registry crate, the agent core
+#                                        and the agent for Windows (Linux clippy never sees
+#                                        cfg(windows) code)
 #   scripts/windows.sh env               print the environment the others use, for `eval`
 #
 # The toolchain is Debian's rustc-web 1.96 with the std sources (rust-web-src) and -Zbuild-std:
@@ -187,7 +189,10 @@ cmd_test() {
   set_build_env
   cd "$ROOT"
   # --tests: doctests cannot run with -Zbuild-std (rustdoc would use the host's sysroot).
-  with_throwaway_prefix "$CARGO" test "${BUILD_ARGS[@]}" -p postwarden-registry --tests "$@"
+  # The registry crate (real registry, watcher) and the agent core (journal, state lock, atomic
+  # writes and sessions with three clients, on Windows' file semantics as Wine gives them).
+  with_throwaway_prefix "$CARGO" test "${BUILD_ARGS[@]}" -p postwarden-registry \
+    -p postwarden-agent-core --tests "$@"
 }
 
 cmd_build() {
@@ -212,7 +217,7 @@ cmd_bench_check() {
   cmd_prefix
   set_build_env
   cd "$ROOT"
-  with_throwaway_prefix "$CARGO" run "${BUILD_ARGS[@]}" --release -p postwarden-agent \
+  with_throwaway_prefix "$CARGO" run "${BUILD_ARGS[@]}" --release -p postwarden-agent-core \
     --example outlook_check -- "$@"
 }
 
@@ -222,11 +227,13 @@ cmd_clippy() {
   cd "$ROOT"
   # Debian's cargo-clippy, told to drive Debian's cargo: the plain `cargo clippy` would find
   # rustup's cargo-clippy first on PATH. The agent's tests and benches are Linux-side (they
-  # drive Thunderbird and Wine), so only its library, binary and examples are linted here.
+  # drive Thunderbird and Wine), so only its libraries, binary and examples are linted here.
   CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-registry \
     --all-targets "$@" -- -D warnings
+  CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-agent-core \
+    --lib --examples "$@" -- -D warnings
   CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-agent \
-    --lib --bins --examples "$@" -- -D warnings
+    --bins "$@" -- -D warnings
 }
 
 cmd_env() {
@@ -239,7 +246,7 @@ cmd_env() {
 }
 
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

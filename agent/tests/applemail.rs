@@ -4,23 +4,19 @@
 //! configuration profile. Everything the agent writes is read back by two independent plist
 //! readers (Python's plistlib and libplist's plistutil) and compared value by value.
 
-#[path = "support/report.rs"]
-mod report;
-use report::{finding, statuses};
+use postwarden_test_support::plist_oracle;
 
-#[path = "support/plist_oracle.rs"]
-mod plist_oracle;
-
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use plist::Value as Plist;
+use postwarden_test_support::fixture::Machine;
+use postwarden_test_support::report::{finding, statuses};
+use postwarden_test_support::tree::Tree;
 use serde_json::Value as Json;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_postwarden-agent");
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/applemail/home");
 const MAIL: &str =
     "Library/Containers/com.apple.mail/Data/Library/Preferences/com.apple.mail.plist";
 const SHARED: &str = "Library/Preferences/com.apple.mail-shared.plist";
@@ -28,59 +24,29 @@ const GROUP: &str =
     "Library/Group Containers/group.com.apple.mail/Library/Preferences/group.com.apple.mail.plist";
 const LAUNCH: &str = "Library/Preferences/com.apple.LaunchServices.plist";
 
-struct Env {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-    root: PathBuf,
-}
+/// A home with Apple Mail's preferences as macOS leaves them, and an empty system root.
+struct Env(Machine);
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), target).unwrap();
-        }
+impl std::ops::Deref for Env {
+    type Target = Machine;
+    fn deref(&self) -> &Machine {
+        &self.0
     }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("Users/alice");
-        let root = dir.path().join("root");
-        copy_tree(Path::new(FIXTURE), &home);
-        fs::create_dir_all(&root).unwrap();
-        Env { dir, home, root }
+        Env(Machine::empty().with_apple_mail())
     }
 
     fn agent(&self, cmd: &str, extra: &[&str]) -> (i32, String, String) {
-        let mut c = Command::new(AGENT);
-        c.arg(cmd)
-            .arg("--home")
-            .arg(&self.home)
-            .arg("--system-root")
-            .arg(&self.root);
-        if cmd != "restore" {
-            c.args([
-                "--profile",
-                "builtin:bsi-m5.57",
-                "--var",
-                "user.email=alice@example.org",
-                "--client",
-                "apple-mail",
-            ]);
+        let mut args = vec!["--profile", "builtin:bsi-m5.57", "--client", "apple-mail"];
+        if cmd == "restore" {
+            args.clear();
         }
-        c.args(extra);
-        let out = c.output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
+        args.extend(extra);
+        let out = self.0.agent(Path::new(AGENT), cmd, &args);
+        (out.code, out.stdout, out.stderr)
     }
 
     fn report(&self, cmd: &str) -> (i32, Json) {
@@ -89,21 +55,8 @@ impl Env {
         (code, serde_json::from_str(&out).unwrap())
     }
 
-    fn snapshot(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    out.insert(p.clone(), None);
-                    stack.push(p);
-                } else {
-                    out.insert(p.clone(), Some(fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out
+    fn snapshot(&self) -> Tree {
+        self.0.snapshot()
     }
 
     fn plist(&self, rel: &str) -> plist::Dictionary {
@@ -200,7 +153,7 @@ fn check_apply_check_restore_on_macos_plists() {
 fn audit_mode_and_bad_input_write_nothing() {
     let env = Env::new();
     let before = env.snapshot();
-    let audit = env.dir.path().join("audit.toml");
+    let audit = env.path().join("audit.toml");
     let baseline = builtin_text().replace("mode = \"enforce\"", "mode = \"audit\"");
     fs::write(&audit, baseline).unwrap();
     let before_with_profile = env.snapshot();
@@ -223,13 +176,14 @@ fn audit_mode_and_bad_input_write_nothing() {
     let bytes = fs::read(&shared).unwrap();
     fs::write(&shared, &bytes[..bytes.len() - 9]).unwrap();
     let corrupt = env.snapshot();
-    let (code, _, err) = env.agent("apply", &[]);
-    assert_eq!(code, 2);
+    let (code, out, err) = env.agent("apply", &[]);
+    assert_eq!(code, 1, "Apple Mail's findings are failed: {err}");
     assert!(
         err.contains("com.apple.mail-shared.plist: not a valid binary property list"),
         "{err}"
     );
-    assert_eq!(env.snapshot(), corrupt);
+    assert!(out.contains("✗"), "the report is printed: {out}");
+    corrupt.assert_same(&env.snapshot(), "a corrupt plist: nothing written");
 
     // An XML plist with a syntax error.
     fs::write(
@@ -238,8 +192,12 @@ fn audit_mode_and_bad_input_write_nothing() {
     )
     .unwrap();
     let (code, _, err) = env.agent("check", &[]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("not a valid XML property list"), "{err}");
+    assert!(
+        !err.contains("ExpectedEndOfEventStream") && !err.contains(" { "),
+        "no Rust debug output reaches the user: {err}"
+    );
 }
 
 fn builtin_text() -> String {

@@ -1,126 +1,42 @@
 //! `postwarden-agent` as a user runs it, against fixture homes and a fake system root.
 //! Thunderbird itself is not needed here; `tests/` proves the results in the real program.
 
-#[path = "support/report.rs"]
-mod report;
-use report::{finding, statuses};
-
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 
+use postwarden_test_support::fixture::{self, Machine, Out};
+use postwarden_test_support::report::{finding, statuses};
 use serde_json::Value as Json;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_postwarden-agent");
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/thunderbird/noncompliant"
-);
-const BASELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../profiles/bsi-m5.57.toml");
-const PROFILE_DIR: &str = "k3x9qv2p.default-default";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    root: PathBuf,
-}
+/// The user's home with the non-compliant Thunderbird fixture, and an empty system root.
+struct Env(Machine);
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Json {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+impl std::ops::Deref for Env {
+    type Target = Machine;
+    fn deref(&self) -> &Machine {
+        &self.0
     }
 }
 
 impl Env {
-    /// A home with the non-compliant fixture profile and an empty system root.
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        let root = dir.path().join("root");
-        let profile = home.join(".thunderbird").join(PROFILE_DIR);
-        fs::create_dir_all(&profile).unwrap();
-        fs::create_dir_all(root.join("etc")).unwrap();
-        fs::copy(
-            Path::new(FIXTURE).join("profiles.ini"),
-            home.join(".thunderbird/profiles.ini"),
-        )
-        .unwrap();
-        for f in ["prefs.js", "logins.json"] {
-            fs::copy(Path::new(FIXTURE).join(f), profile.join(f)).unwrap();
-        }
-        Env {
-            _dir: dir,
-            home,
-            root,
-        }
+        Env(Machine::empty().with_thunderbird())
     }
 
-    fn profile(&self) -> PathBuf {
-        self.home.join(".thunderbird").join(PROFILE_DIR)
+    fn profile(&self) -> std::path::PathBuf {
+        self.thunderbird_profile()
     }
 
-    fn policy(&self) -> PathBuf {
-        self.root.join("etc/thunderbird/policies/policies.json")
-    }
-
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let p = self._dir.path().join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, text).unwrap();
-        p
+    fn policy(&self) -> std::path::PathBuf {
+        self.policies_json()
     }
 
     fn agent(&self, cmd: &str, extra: &[&str]) -> Out {
-        let mut c = Command::new(AGENT);
-        c.arg(cmd)
-            .arg("--home")
-            .arg(&self.home)
-            .arg("--system-root")
-            .arg(&self.root);
-        if cmd != "restore" {
-            if !extra.contains(&"--profile") {
-                c.args(["--profile", BASELINE]);
-            }
-            if !extra
-                .iter()
-                .any(|a| a.starts_with("--var") || *a == "--no-var")
-            {
-                c.args(["--var", "user.email=alice@example.org"]);
-            }
-        }
-        c.args(extra.iter().filter(|a| **a != "--no-var"));
-        let out = c.output().unwrap();
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        }
-    }
-
-    /// Every file and directory under the temp dir, with file contents.
-    fn snapshot(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![self._dir.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                let meta = fs::symlink_metadata(&p).unwrap();
-                if meta.is_dir() {
-                    out.insert(p.clone(), None);
-                    stack.push(p);
-                } else if meta.is_file() {
-                    out.insert(p.clone(), Some(fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out
+        self.0.agent(Path::new(AGENT), cmd, extra)
     }
 }
 
@@ -243,7 +159,7 @@ fn apply_is_idempotent() {
 #[test]
 fn audit_mode_writes_nothing() {
     let env = Env::new();
-    let text = fs::read_to_string(BASELINE)
+    let text = fs::read_to_string(fixture::baseline_file())
         .unwrap()
         .replace("mode = \"enforce\"", "mode = \"audit\"");
     let profile = env.write("audit.toml", &text);
@@ -284,7 +200,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
         for w in *wants {
             assert!(out.stderr.contains(w), "want {w:?} in {:?}", out.stderr);
         }
-        assert_eq!(env.snapshot(), before, "{text}");
+        before.assert_same(&env.snapshot(), text);
     }
 
     // An unresolved template variable.
@@ -299,43 +215,40 @@ fn bad_input_is_refused_and_nothing_is_written() {
     );
     assert_eq!(env.snapshot(), before);
 
-    // Corrupt client files.
+    let out = env.agent("check", &["--var", "user.email"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("expected NAME=VALUE"), "{}", out.stderr);
+}
+
+/// A corrupt client file: that client's controls are `failed` naming the file, line and
+/// reason, the report is printed, exit 1, and nothing is written.
+#[test]
+fn a_corrupt_client_file_fails_that_client_and_writes_nothing() {
     let corrupt: &[(&str, &str, &str)] = &[
         ("prefs.js", "user_pref(\"mail.server.server1.check_time\", 5);\nuser_pref(\"mail.identity.id1.reply_to\", \"oops);\n", "prefs.js:2:"),
         ("logins.json", "{\"logins\": [", "logins.json:1:"),
+        ("../../../../root/etc/thunderbird/policies/policies.json", "{\n  \"policies\": {\n    \"A\": true,\n  }\n}\n", "policies.json:4:3: not valid JSON"),
     ];
     for (file, text, want) in corrupt {
         let env = Env::new();
-        fs::write(env.profile().join(file), text).unwrap();
+        let path = env.profile().join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
         let before = env.snapshot();
-        let out = env.agent("apply", &[]);
-        assert_eq!(out.code, 2, "{file}");
+        let out = env.agent("apply", &["--format", "json"]);
+        assert_eq!(out.code, 1, "{file}: {}", out.stderr);
         assert!(
             out.stderr.contains(want),
             "want {want:?} in {:?}",
             out.stderr
         );
-        assert_eq!(env.snapshot(), before, "{file}");
+        let r = out.json();
+        let s = statuses(&r);
+        assert_eq!(s.keys().collect::<Vec<_>>(), ["failed"], "{file}: {s:?}");
+        let f = &r["findings"][0];
+        assert!(f["reason"].as_str().unwrap().contains(want), "{f}");
+        before.assert_same(&env.snapshot(), file);
     }
-
-    let env = Env::new();
-    env.write(
-        "root/etc/thunderbird/policies/policies.json",
-        "{\n  \"policies\": {\n    \"A\": true,\n  }\n}\n",
-    );
-    let before = env.snapshot();
-    let out = env.agent("apply", &[]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("policies.json:4:3: not valid JSON"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(env.snapshot(), before);
-
-    let out = env.agent("check", &["--var", "user.email"]);
-    assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("expected NAME=VALUE"), "{}", out.stderr);
 }
 
 #[test]
@@ -480,7 +393,7 @@ fn profiles_needing_different_values_fall_back_to_user_js() {
 /// A process named `thunderbird` that holds the profile lock, as Thunderbird does on Linux.
 #[cfg(target_os = "linux")]
 fn fake_thunderbird(env: &Env) -> Child {
-    let bin = env._dir.path().join("thunderbird");
+    let bin = env.path().join("thunderbird");
     fs::copy("/bin/sleep", &bin).unwrap();
     let child = Command::new(&bin).arg("60").spawn().unwrap();
     std::os::unix::fs::symlink(
@@ -584,7 +497,7 @@ fn export_writes_outlooks_policy_part_as_a_reg_file() {
     let to_file = run_agent(&[
         "export",
         "--profile",
-        BASELINE,
+        fixture::baseline_file().to_str().unwrap(),
         "--format",
         "reg",
         "-o",
@@ -613,7 +526,13 @@ fn export_writes_outlooks_policy_part_as_a_reg_file() {
     );
     // Standard output gets the same bytes; no --var is needed for the policy part.
     let out = Command::new(AGENT)
-        .args(["export", "--profile", BASELINE, "--format", "reg"])
+        .args([
+            "export",
+            "--profile",
+            fixture::baseline_file().to_str().unwrap(),
+            "--format",
+            "reg",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -623,7 +542,7 @@ fn export_writes_outlooks_policy_part_as_a_reg_file() {
     let audit = dir.path().join("audit.toml");
     fs::write(
         &audit,
-        fs::read_to_string(BASELINE)
+        fs::read_to_string(fixture::baseline_file())
             .unwrap()
             .replace("mode = \"enforce\"", "mode = \"audit\""),
     )

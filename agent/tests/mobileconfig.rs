@@ -3,22 +3,21 @@
 //! - Apple's own schemas (`tests/data/apple/schemas/`, vendored from `apple/device-management`),
 //!   through the checker below;
 //! - two plist readers that share no code with the `plist` crate: Python's `plistlib` and
-//!   libplist's `plistutil` (`support/plist_oracle.rs`);
+//!   libplist's `plistutil` (`postwarden_test_support::plist_oracle`);
 //! - for signing, the `openssl cms` command-line tool. It is a test oracle only: the product
 //!   signs with the RustCrypto crates and has no OpenSSL dependency (`tests/architecture.rs`
 //!   keeps it that way).
 
-#[path = "support/plist_oracle.rs"]
-mod plist_oracle;
+use postwarden_test_support::plist_oracle;
 
 use std::path::Path;
 use std::process::Command;
 
 use plist::{Dictionary, Value};
-use postwarden_agent::applemail::mobileconfig::{
+use postwarden_agent_core::export::sign::{sign, SignError};
+use postwarden_clients::applemail::mobileconfig::{
     build, to_xml, AccountPayload, ForcedPreference, MailAuth, MobileconfigSpec,
 };
-use postwarden_agent::applemail::sign::{sign, SignError};
 use postwarden_profiles::AccountType;
 
 // ---------------------------------------------------------------------------------------------

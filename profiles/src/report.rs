@@ -209,8 +209,10 @@ impl Report {
         self.controls.iter().find(|c| c.id == id)
     }
 
-    /// Renders the human-readable compliance report.
-    pub fn render_text(&self) -> String {
+    /// Renders the human-readable compliance report. `repair_hint` is the caller's next step
+    /// for a `check` with open findings (the agent's command line says how to repair; a server
+    /// rendering the same report says something else, or nothing).
+    pub fn render_text(&self, repair_hint: Option<&str>) -> String {
         let mut out = String::new();
         let w = &mut out;
         let _ = writeln!(w, "POSTWARDEN COMPLIANCE REPORT");
@@ -297,7 +299,7 @@ impl Report {
         }
 
         let _ = writeln!(w, "\nCONCLUSION");
-        let _ = writeln!(w, "  {}", self.conclusion());
+        let _ = writeln!(w, "  {}", self.conclusion(repair_hint));
 
         let _ = writeln!(w, "\nRECOMMENDATIONS");
         for severity in [Severity::High, Severity::Medium, Severity::Low] {
@@ -395,7 +397,7 @@ impl Report {
         out
     }
 
-    fn conclusion(&self) -> String {
+    fn conclusion(&self, repair_hint: Option<&str>) -> String {
         let open: Vec<&Finding> = self
             .findings
             .iter()
@@ -449,9 +451,9 @@ impl Report {
         } else {
             "The configuration deviates from the profile"
         };
-        let next = match self.run {
-            RunKind::Check => " Run `postwarden-agent apply` to repair what the profile enforces.",
-            RunKind::Apply => "",
+        let next = match (self.run, repair_hint) {
+            (RunKind::Check, Some(hint)) => format!(" {hint}"),
+            _ => String::new(),
         };
         format!(
             "{verdict}: {} open finding{} ({high} high, {medium} medium, {low} low priority).{pending_text}{next}{na_text}",

@@ -8,13 +8,11 @@
 //!   `/etc/thunderbird`) and probes it.
 //! * [`pop3`]: fake POP3 server that records what Thunderbird sends.
 //! * [`fixture`]: a non-compliant Thunderbird 153 profile.
-//! * [`report`]: reading report JSON.
 //! * [`wine`]: the agent's Windows build in a throwaway Wine prefix (Outlook's registry).
 
 pub mod fixture;
 pub mod marionette;
 pub mod pop3;
-pub mod report;
 pub mod thunderbird;
 pub mod wine;
 

@@ -13,12 +13,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context, Result};
 use postwarden_registry::regfile::{self, RegFile};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use postwarden_test_support::workspace_root;
 
 fn windows_sh(args: &[&str]) -> Result<String> {
     let out = Command::new("bash")

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use postwarden_e2e::report::statuses;
 use postwarden_e2e::wine::WinePrefix;
 use postwarden_registry::regfile::{Op, RegFile};
 use postwarden_registry::RegValue;
+use postwarden_test_support::report::statuses;
 use serde_json::Value as Json;
 
 const FIXTURE: &[u8] = include_bytes!("../../agent/tests/data/outlook/noncompliant.reg");
@@ -295,21 +295,23 @@ fn the_exported_reg_file_imports_into_wine_and_reads_back() {
     assert_eq!(&written[..2], b"\xff\xfe", "UTF-16LE with a BOM");
 
     // The Linux build exports the same bytes.
-    let profile = postwarden_agent::cli::load_profile("builtin:bsi-m5.57").unwrap();
-    let view = postwarden_agent::outlook::mapping::View {
+    let profile = postwarden_test_support::baseline();
+    let view = postwarden_clients::outlook::View {
         hive: "HKEY_CURRENT_USER",
         accounts: &[],
     };
     let mapped =
-        postwarden_agent::outlook::map(&profile, &postwarden_profiles::Vars::new(), &view).unwrap();
-    let linux = postwarden_agent::outlook::export::render_reg(&mapped);
+        postwarden_clients::outlook::map(&profile, &postwarden_profiles::Vars::new(), &view)
+            .unwrap();
+    let linux =
+        postwarden_agent_core::export::reg(&profile, &postwarden_profiles::Vars::new()).unwrap();
     assert!(
         linux == written,
         "Linux and Windows builds export the same file"
     );
 
     prefix.reg_import(&written).unwrap();
-    let exported = postwarden_agent::outlook::export::policy_file(&mapped);
+    let exported = postwarden_clients::outlook::export::policy_file(&mapped);
     let mut imported = values(&prefix.reg_export(POLICIES).unwrap().unwrap());
     imported.extend(values(
         &prefix

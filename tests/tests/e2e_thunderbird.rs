@@ -15,14 +15,10 @@
 //! serialises the tests. Without Thunderbird they fail with the install hint,
 //! never skip.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use postwarden_e2e::fixture::{write_noncompliant_profile, FIXTURE_LOGIN_ORIGINS};
@@ -70,121 +66,9 @@ fn baseline_pref_names() -> Vec<&'static str> {
 // The agent binary
 // ---------------------------------------------------------------------------
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `target/<profile>/postwarden-agent` next to this test executable, built
-/// first when it is missing or older than the agent's sources.
+/// The agent binary, built by Cargo if any of its sources changed.
 fn agent_binary() -> PathBuf {
-    static AGENT: OnceLock<PathBuf> = OnceLock::new();
-    AGENT
-        .get_or_init(|| locate_agent().unwrap_or_else(|e| panic!("{e}")))
-        .clone()
-}
-
-fn locate_agent() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    // target/<profile>/deps/e2e_thunderbird-<hash>
-    let deps = exe
-        .parent()
-        .ok_or_else(|| format!("{} has no parent", exe.display()))?;
-    let profile_dir = if deps.file_name().is_some_and(|n| n == "deps") {
-        deps.parent().unwrap_or(deps)
-    } else {
-        deps
-    };
-    let bin = profile_dir.join("postwarden-agent");
-    let why = if !bin.is_file() {
-        Some("missing".to_string())
-    } else {
-        newer_source(&bin).map(|p| format!("older than {}", p.display()))
-    };
-    let Some(why) = why else {
-        return Ok(bin);
-    };
-    let profile_name = profile_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "-p",
-        "postwarden-agent",
-        "--bin",
-        "postwarden-agent",
-    ]);
-    match profile_name.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    if let Some(target_dir) = profile_dir.parent() {
-        cmd.env("CARGO_TARGET_DIR", target_dir);
-    }
-    eprintln!(
-        "postwarden-agent at {} is {why}; running {cmd:?}",
-        bin.display()
-    );
-    let out = cmd
-        .output()
-        .map_err(|e| format!("running {cargo:?} build -p postwarden-agent: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`cargo build -p postwarden-agent --bin postwarden-agent` ({profile_name}) failed with \
-             {}; the e2e tests need the agent binary at {}:\n{}",
-            out.status,
-            bin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    if !bin.is_file() {
-        return Err(format!(
-            "`cargo build -p postwarden-agent` succeeded but {} does not exist",
-            bin.display()
-        ));
-    }
-    Ok(bin)
-}
-
-/// A source file of the agent (or of a crate it is built from) newer than `bin`.
-fn newer_source(bin: &Path) -> Option<PathBuf> {
-    let built = fs::metadata(bin).and_then(|m| m.modified()).ok()?;
-    let root = workspace_root();
-    let mut files = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
-    // Manifests and the built-in baselines (embedded with include_str!).
-    for dir in ["agent", "agent/engine", "profiles"] {
-        if let Ok(entries) = fs::read_dir(root.join(dir)) {
-            files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
-        }
-    }
-    let mut stack: Vec<PathBuf> = ["agent/src", "agent/engine/src", "profiles/src"]
-        .iter()
-        .map(|d| root.join(d))
-        .collect();
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => files.push(e.path()),
-                _ => {}
-            }
-        }
-    }
-    files.into_iter().find(|f| {
-        fs::metadata(f)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t > built)
-    })
+    postwarden_test_support::bin::agent().to_path_buf()
 }
 
 /// One finished agent run.
@@ -351,51 +235,7 @@ fn start_thunderbird(profile: &Path, etc: Option<PathBuf>, label: &str) -> Thund
 // Reports
 // ---------------------------------------------------------------------------
 
-fn findings(report: &Value) -> &[Value] {
-    report["findings"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_else(|| panic!("report without findings: {report}"))
-}
-
-/// One line per finding, for assertion messages.
-fn summary(report: &Value) -> String {
-    let mut s = String::new();
-    for f in findings(report) {
-        let _ = writeln!(
-            s,
-            "  {:<16} {:<28} {} = {} (expected {}){}",
-            f["status"].as_str().unwrap_or("?"),
-            f["control"].as_str().unwrap_or("?"),
-            f["setting"].as_str().unwrap_or("-"),
-            f["actual"],
-            f["expected"],
-            f["reason"]
-                .as_str()
-                .map(|r| format!(" reason: {r}"))
-                .unwrap_or_default()
-        );
-    }
-    s
-}
-
-/// The finding of `control` for `setting`; there must be exactly one.
-fn finding<'a>(report: &'a Value, control: &str, setting: &str) -> &'a Value {
-    let hits: Vec<&Value> = findings(report)
-        .iter()
-        .filter(|f| f["control"] == json!(control) && f["setting"] == json!(setting))
-        .collect();
-    assert_eq!(
-        hits.len(),
-        1,
-        "expected exactly one finding of control {control} for {setting} in the {} report, \
-         found {}:\n{}",
-        report["run"],
-        hits.len(),
-        summary(report)
-    );
-    hits[0]
-}
+use postwarden_test_support::report::{finding, findings, summary, with_status};
 
 fn assert_finding(report: &Value, control: &str, setting: &str, status: &str, actual: Value) {
     let f = finding(report, control, setting);
@@ -407,13 +247,6 @@ fn assert_finding(report: &Value, control: &str, setting: &str, status: &str, ac
         f["status"],
         f["actual"]
     );
-}
-
-fn with_status<'a>(report: &'a Value, status: &str) -> Vec<&'a Value> {
-    findings(report)
-        .iter()
-        .filter(|f| f["status"] == json!(status))
-        .collect()
 }
 
 /// Extensions of the `Handlers` findings (`Handlers policy for .exe` → `exe`).
@@ -631,101 +464,13 @@ impl Verdict {
 // File trees
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, bytes: Vec<u8> },
-    Symlink(PathBuf),
-}
+use postwarden_test_support::tree::snapshot;
 
-type Tree = BTreeMap<PathBuf, Node>;
-
-/// Every path under `root` (relative, `root` itself excluded) with its bytes and mode.
-fn snapshot(root: &Path) -> Tree {
-    let mut tree = Tree::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display())) {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let meta = fs::symlink_metadata(&p).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let node = if meta.file_type().is_symlink() {
-                Node::Symlink(fs::read_link(&p).unwrap())
-            } else if meta.is_dir() {
-                stack.push(p.clone());
-                Node::Dir { mode }
-            } else {
-                Node::File {
-                    mode,
-                    bytes: fs::read(&p).unwrap(),
-                }
-            };
-            tree.insert(rel, node);
-        }
-    }
-    tree
-}
-
-fn describe(node: &Node) -> String {
-    match node {
-        Node::Dir { mode } => format!("directory (mode {mode:o})"),
-        Node::File { mode, bytes } => format!("file of {} bytes (mode {mode:o})", bytes.len()),
-        Node::Symlink(t) => format!("symlink to {}", t.display()),
-    }
-}
-
-/// What differs between two snapshots of the same tree.
-fn tree_diff(before: &Tree, after: &Tree) -> Vec<String> {
-    let mut out = Vec::new();
-    for (p, b) in before {
-        match after.get(p) {
-            None => out.push(format!(
-                "{}: was a {}, now missing",
-                p.display(),
-                describe(b)
-            )),
-            Some(a) if a != b => {
-                let detail = match (b, a) {
-                    (
-                        Node::File {
-                            mode: mb,
-                            bytes: bb,
-                        },
-                        Node::File {
-                            mode: ma,
-                            bytes: ba,
-                        },
-                    ) if bb != ba => {
-                        let at = bb.iter().zip(ba).position(|(x, y)| x != y);
-                        let at = at.unwrap_or(bb.len().min(ba.len()));
-                        format!(
-                            "content differs from byte {at} ({} bytes before, {} after; mode \
-                             {mb:o} → {ma:o}); before:\n{}\nafter:\n{}",
-                            bb.len(),
-                            ba.len(),
-                            String::from_utf8_lossy(bb),
-                            String::from_utf8_lossy(ba)
-                        )
-                    }
-                    _ => format!("was a {}, now a {}", describe(b), describe(a)),
-                };
-                out.push(format!("{}: {detail}", p.display()));
-            }
-            Some(_) => {}
-        }
-    }
-    for (p, a) in after {
-        if !before.contains_key(p) {
-            out.push(format!(
-                "{}: did not exist before, now a {}",
-                p.display(),
-                describe(a)
-            ));
-        }
-    }
-    out
+fn tree_diff(
+    before: &postwarden_test_support::tree::Tree,
+    after: &postwarden_test_support::tree::Tree,
+) -> Vec<String> {
+    before.differences(after)
 }
 
 // ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use postwarden_profiles::report::RunKind;
 use postwarden_profiles::report::{Client, Finding, Status};
 use postwarden_profiles::Mode;
 use serde_json::{json, Value as Json};
@@ -226,15 +227,6 @@ pub trait Store {
     ) -> Result<Failures<Self::Location>, Self::Error>;
 }
 
-/// Whether a run may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intent {
-    /// Read only, whatever the profile's mode.
-    Check,
-    /// Repair enforce-mode drift.
-    Apply,
-}
-
 fn missing() -> Observation {
     Observation::new(Value::Absent)
 }
@@ -284,7 +276,7 @@ pub fn plan<L: Ord + Clone>(desired: &[Desired<L>], observed: &Observed<L>) -> P
 /// Computes the outcome of every desired setting. `after` is the observation taken after
 /// applying (`None` for a check, or when nothing was applied).
 pub fn outcomes<L: Ord + Clone + fmt::Display>(
-    intent: Intent,
+    run: RunKind,
     desired: &[Desired<L>],
     before: &Observed<L>,
     after: Option<&Observed<L>>,
@@ -307,7 +299,7 @@ pub fn outcomes<L: Ord + Clone + fmt::Display>(
             } else {
                 (Status::Compliant, None, was)
             }
-        } else if intent == Intent::Check || d.mode == Mode::Audit {
+        } else if run == RunKind::Check || d.mode == Mode::Audit {
             (Status::Drifted, None, was)
         } else if let Some(why) = failures.get(&d.location).and_then(|f| match d.expect {
             Expect::Locked => f.lock.as_ref(),
@@ -376,44 +368,93 @@ fn display_json(v: &Json) -> String {
     postwarden_profiles::report::display_value(v)
 }
 
-/// One reconcile step: observe, plan, apply (for [`Intent::Apply`] with a non-empty plan),
+/// What one reconcile step found, and the error that cut its repair short, if one did.
+#[derive(Debug)]
+pub struct Reconciled<E> {
+    pub findings: Vec<Finding>,
+    /// `apply` stopped part-way with this error; the findings say what landed.
+    pub interrupted: Option<E>,
+}
+
+/// One reconcile step: observe, plan, apply (for [`RunKind::Apply`] with a non-empty plan),
 /// observe again, and compute outcomes. A write that did not stick is a failure, not a repair.
+///
+/// When `apply` itself fails part-way, the store is observed again: what was written and reads
+/// back right counts as repaired, every other planned setting is `failed` with the store's
+/// error, and the error is returned in [`Reconciled::interrupted`]. Only when that second
+/// observation fails too is the error returned as `Err`.
 pub fn reconcile<S: Store>(
     store: &mut S,
-    intent: Intent,
+    run: RunKind,
     desired: &[Desired<S::Location>],
     not_applicable: &[NotApplicable],
-) -> Result<Vec<Finding>, S::Error> {
+) -> Result<Reconciled<S::Error>, S::Error>
+where
+    S::Error: fmt::Display,
+{
     let mut locations: Vec<S::Location> = desired.iter().map(|d| d.location.clone()).collect();
     locations.sort();
     locations.dedup();
     let before = store.observe(&locations)?;
-    let plan = match intent {
-        Intent::Check => Plan {
+    let plan = match run {
+        RunKind::Check => Plan {
             actions: Vec::new(),
         },
-        Intent::Apply => plan(desired, &before),
+        RunKind::Apply => plan(desired, &before),
     };
     if plan.is_empty() {
-        return Ok(outcomes(
-            intent,
+        return Ok(Reconciled {
+            findings: outcomes(
+                run,
+                desired,
+                &before,
+                None,
+                &Failures::new(),
+                not_applicable,
+            ),
+            interrupted: None,
+        });
+    }
+    let (failures, after, interrupted) = match store.apply(&plan) {
+        Ok(failures) => (failures, store.observe(&locations)?, None),
+        Err(error) => {
+            let Ok(after) = store.observe(&locations) else {
+                return Err(error);
+            };
+            let why = format!("the repair stopped part-way: {error}");
+            let failures = plan
+                .actions
+                .iter()
+                .filter(|a| {
+                    desired
+                        .iter()
+                        .filter(|d| d.location == a.location)
+                        .any(|d| !after.get(&a.location).is_some_and(|o| d.expect.is_met(o)))
+                })
+                .map(|a| {
+                    (
+                        a.location.clone(),
+                        Failure {
+                            value: Some(why.clone()),
+                            lock: Some(why.clone()),
+                        },
+                    )
+                })
+                .collect();
+            (failures, after, Some(error))
+        }
+    };
+    Ok(Reconciled {
+        findings: outcomes(
+            run,
             desired,
             &before,
-            None,
-            &Failures::new(),
+            Some(&after),
+            &failures,
             not_applicable,
-        ));
-    }
-    let failures = store.apply(&plan)?;
-    let after = store.observe(&locations)?;
-    Ok(outcomes(
-        intent,
-        desired,
-        &before,
-        Some(&after),
-        &failures,
-        not_applicable,
-    ))
+        ),
+        interrupted,
+    })
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@ struct Memory {
     sticky: bool,
     refuse: Option<String>,
     running: bool,
+    /// Stop the apply with an error after this many writes (a disk that filled up).
+    stop_after: Option<usize>,
 }
 
 impl Store for Memory {
     type Location = String;
-    type Error = std::convert::Infallible;
+    type Error = String;
 
     fn observe(&mut self, locations: &[String]) -> Result<Observed<String>, Self::Error> {
         Ok(locations
@@ -34,6 +36,9 @@ impl Store for Memory {
     fn apply(&mut self, plan: &Plan<String>) -> Result<Failures<String>, Self::Error> {
         let mut failures = Failures::new();
         for a in &plan.actions {
+            if self.stop_after == Some(self.writes.len()) {
+                return Err("writing b: no space left on device".to_owned());
+            }
             self.writes.push(a.clone());
             if self.refuse.as_ref() == Some(&a.location) {
                 failures.insert(a.location.clone(), Failure::value("permission denied"));
@@ -88,7 +93,7 @@ fn check_never_writes_and_reports_drift() {
         want("a", Expect::Equals(Value::Int(30)), Mode::Enforce),
         want("b", Expect::Equals(Value::Int(30)), Mode::Enforce),
     ];
-    let f = reconcile(&mut s, Intent::Check, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Check, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Drifted, Status::Compliant]);
     assert!(s.writes.is_empty());
     assert_eq!(f[0].expected, json!(30));
@@ -99,7 +104,7 @@ fn check_never_writes_and_reports_drift() {
 fn audit_mode_never_writes_even_on_apply() {
     let mut s = store(&[("a", Value::Int(5))]);
     let d = [want("a", Expect::Equals(Value::Int(30)), Mode::Audit)];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Drifted]);
     assert!(s.writes.is_empty());
 }
@@ -108,7 +113,7 @@ fn audit_mode_never_writes_even_on_apply() {
 fn apply_repairs_and_records_the_previous_value() {
     let mut s = store(&[("a", Value::Int(5))]);
     let d = [want("a", Expect::Equals(Value::Int(30)), Mode::Enforce)];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Repaired]);
     assert_eq!(f[0].previous, Some(json!(5)));
     assert_eq!(f[0].actual, json!(30));
@@ -119,7 +124,7 @@ fn a_write_that_does_not_stick_is_a_failure() {
     let mut s = store(&[("a", Value::Int(5))]);
     s.sticky = true;
     let d = [want("a", Expect::Equals(Value::Int(30)), Mode::Enforce)];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Failed]);
     assert_eq!(
         f[0].reason.as_deref(),
@@ -135,7 +140,7 @@ fn store_failures_carry_their_reason() {
         want("a", Expect::Equals(Value::Int(30)), Mode::Enforce),
         want("b", Expect::Equals(Value::Int(30)), Mode::Enforce),
     ];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Failed, Status::Repaired]);
     assert_eq!(f[0].reason.as_deref(), Some("permission denied"));
 }
@@ -145,7 +150,7 @@ fn a_lock_failure_fails_only_the_lock() {
     struct NoLock(Memory);
     impl Store for NoLock {
         type Location = String;
-        type Error = std::convert::Infallible;
+        type Error = String;
         fn observe(&mut self, l: &[String]) -> Result<Observed<String>, Self::Error> {
             self.0.observe(l)
         }
@@ -178,7 +183,7 @@ fn a_lock_failure_fails_only_the_lock() {
         want("a", Expect::Equals(Value::Int(30)), Mode::Enforce),
         want("a", Expect::Locked, Mode::Enforce),
     ];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Repaired, Status::Failed]);
     assert_eq!(f[1].reason.as_deref(), Some("shared with another user"));
 }
@@ -188,10 +193,10 @@ fn writes_a_running_client_has_not_loaded_are_pending_restart() {
     let mut s = store(&[("a", Value::Int(5))]);
     s.running = true;
     let d = [want("a", Expect::Equals(Value::Int(30)), Mode::Enforce)];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::PendingRestart]);
     // And a later check still says so, instead of calling it compliant.
-    let f = reconcile(&mut s, Intent::Check, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Check, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::PendingRestart]);
 }
 
@@ -217,7 +222,7 @@ fn one_of_accepts_any_and_repairs_to_the_chosen_value() {
         ),
     ];
     let mut s = store(&[("ok", Value::Int(2)), ("bad", Value::Int(0))]);
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Compliant, Status::Repaired]);
     assert_eq!(s.writes.len(), 1);
     assert_eq!(s.writes[0].value, Value::Int(2));
@@ -240,7 +245,7 @@ fn a_lock_only_action_locks_the_value_in_force() {
             lock: true
         }]
     );
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(statuses(&f), [Status::Compliant, Status::Repaired]);
     assert_eq!(f[1].expected, json!("locked"));
     assert_eq!(f[1].actual, json!("locked"));
@@ -265,7 +270,7 @@ fn a_value_repair_is_locked_when_a_lock_is_wanted() {
 fn absent_expectation_removes() {
     let mut s = store(&[("pw", Value::Redacted("2 stored".into()))]);
     let d = [want("pw", Expect::Absent, Mode::Enforce)];
-    let f = reconcile(&mut s, Intent::Apply, &d, &[]).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
     assert_eq!(s.writes[0].value, Value::Absent);
     assert_eq!(statuses(&f), [Status::Repaired]);
     assert_eq!(f[0].previous, Some(json!("<redacted: 2 stored>")));
@@ -282,7 +287,28 @@ fn not_applicable_is_never_compliant() {
         target: "profile".into(),
         reason: "no such setting".into(),
     }];
-    let f = reconcile(&mut s, Intent::Apply, &[], &na).unwrap();
+    let f = reconcile(&mut s, RunKind::Apply, &[], &na)
+        .unwrap()
+        .findings;
     assert_eq!(statuses(&f), [Status::NotApplicable]);
     assert_eq!(f[0].reason.as_deref(), Some("no such setting"));
+}
+
+#[test]
+fn an_apply_that_stops_part_way_reports_what_landed_and_what_failed() {
+    let mut s = store(&[("a", Value::Int(1)), ("b", Value::Int(1))]);
+    s.stop_after = Some(1);
+    let desired = [
+        want("a", Expect::Equals(Value::Int(2)), Mode::Enforce),
+        want("b", Expect::Equals(Value::Int(2)), Mode::Enforce),
+    ];
+    let f = reconcile(&mut s, RunKind::Apply, &desired, &[])
+        .unwrap()
+        .findings;
+    assert_eq!(statuses(&f), [Status::Repaired, Status::Failed]);
+    let reason = f[1].reason.as_deref().unwrap();
+    assert_eq!(
+        reason,
+        "the repair stopped part-way: writing b: no space left on device"
+    );
 }

@@ -5,6 +5,7 @@
 //! - [`MemRegistry`]: an in-memory registry, case-insensitive like the real one, that can also
 //!   refuse writes below chosen keys (Wine enforces no ACLs, so access-denied paths are tested
 //!   here).
+//! - [`Shared`]: one registry handed to several owners in turn (a session and its stores).
 //! - [`regfile`]: `.reg` files as regedit writes and reads them (UTF-16LE with BOM).
 //! - [`snapshot`]: subtree snapshots and their difference, which turns "something below this key
 //!   changed" into "these keys changed".
@@ -21,12 +22,14 @@ mod mem;
 #[allow(unsafe_code)]
 pub mod process;
 pub mod regfile;
+mod shared;
 pub mod snapshot;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod windows;
 
 pub use mem::MemRegistry;
+pub use shared::Shared;
 
 /// A predefined root key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

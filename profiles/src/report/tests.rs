@@ -181,7 +181,7 @@ fn caveats_are_reported_as_not_verified() {
     assert!(!serde_json::to_string(&r).unwrap().contains("caveats"));
     r.caveats.push("policy location unverified".into());
     assert!(r
-        .render_text()
+        .render_text(None)
         .contains("NOT VERIFIED\n  • policy location unverified\n"));
     assert!(serde_json::to_string(&r)
         .unwrap()
@@ -251,5 +251,25 @@ fn text_report_reads_like_an_audit() {
         NOTE
           The results reflect the configuration at the time of the run. Values were read from the clients' own configuration (files, registry) as the client itself resolves them (locks, user values, defaults); "pending restart" means the client reads the fix at its next start.
     "#]]
-    .assert_eq(&sample(RunKind::Check).render_text());
+    .assert_eq(&sample(RunKind::Check).render_text(Some(REPAIR_HINT)));
+}
+
+const REPAIR_HINT: &str = "Run `postwarden-agent apply` to repair what the profile enforces.";
+
+#[test]
+fn the_repair_hint_is_the_callers() {
+    let r = sample(RunKind::Check);
+    let cli = r.render_text(Some("Run `postwarden-agent apply` to repair."));
+    assert!(
+        cli.contains("Run `postwarden-agent apply` to repair."),
+        "{cli}"
+    );
+    let server = r.render_text(None);
+    assert!(!server.contains("postwarden-agent"), "{server}");
+    assert!(
+        !sample(RunKind::Apply)
+            .render_text(Some(REPAIR_HINT))
+            .contains(REPAIR_HINT),
+        "an apply run has repaired what it could"
+    );
 }

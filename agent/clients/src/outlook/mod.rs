@@ -1,0 +1,12 @@
+//! Outlook (classic, 16.0) through the Windows registry.
+//!
+//! - [`mapping`]: where each control lives.
+//! - [`accounts`]: the POP3/IMAP accounts of the user's MAPI profiles, read through the
+//!   [`postwarden_registry::Registry`] trait.
+//! - [`export`]: the policy part as a `.reg` file for Group Policy users.
+
+pub mod accounts;
+pub mod export;
+pub mod mapping;
+
+pub use mapping::{map, Location, Mapped, View};

@@ -1,0 +1,187 @@
+//! Fixture homes: temporary homes and system roots seeded from the fixtures in
+//! `agent/tests/data`, the way the agent meets them on an endpoint.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use postwarden_registry::regfile::{self, Op};
+use postwarden_registry::{MemRegistry, RegValue, Registry};
+
+use crate::workspace_root;
+
+/// The Thunderbird profile directory name of the non-compliant fixture.
+pub const THUNDERBIRD_PROFILE_DIR: &str = "k3x9qv2p.default-default";
+
+/// A file or directory of the fixtures in `agent/tests/data`.
+pub fn data(rel: &str) -> PathBuf {
+    workspace_root().join("agent/tests/data").join(rel)
+}
+
+/// Copies a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for e in fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let e = e.expect("a directory entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("a file type").is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap_or_else(|e| panic!("{}: {e}", target.display()));
+        }
+    }
+}
+
+/// A temporary directory with a user's home and a system root in it.
+#[derive(Debug)]
+pub struct Machine {
+    dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Machine {
+    /// An empty home (`<tmp>/home/alice`) and a system root with an empty `etc`.
+    pub fn empty() -> Machine {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let home = dir.path().join("home/alice");
+        let root = dir.path().join("root");
+        fs::create_dir_all(&home).expect("home");
+        fs::create_dir_all(root.join("etc")).expect("root");
+        Machine { dir, home, root }
+    }
+
+    /// Adds the non-compliant Thunderbird profile (two accounts, saved passwords).
+    pub fn with_thunderbird(self) -> Machine {
+        let fixture = data("thunderbird/noncompliant");
+        let profile = self.thunderbird_profile();
+        fs::create_dir_all(&profile).expect("profile dir");
+        fs::copy(
+            fixture.join("profiles.ini"),
+            self.home.join(".thunderbird/profiles.ini"),
+        )
+        .expect("profiles.ini");
+        for f in ["prefs.js", "logins.json"] {
+            fs::copy(fixture.join(f), profile.join(f)).expect("fixture file");
+        }
+        self
+    }
+
+    /// Adds Apple Mail's preference plists as macOS leaves them.
+    pub fn with_apple_mail(self) -> Machine {
+        copy_tree(&data("applemail/home"), &self.home);
+        self
+    }
+
+    /// The temporary directory holding everything.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The fixture's Thunderbird profile directory.
+    pub fn thunderbird_profile(&self) -> PathBuf {
+        self.home.join(".thunderbird").join(THUNDERBIRD_PROFILE_DIR)
+    }
+
+    /// Where Thunderbird reads the machine's policies (Linux).
+    pub fn policies_json(&self) -> PathBuf {
+        self.root.join("etc/thunderbird/policies/policies.json")
+    }
+
+    /// Writes `text` to `rel` below the temporary directory, creating parents.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        fs::create_dir_all(p.parent().expect("a parent")).expect("parents");
+        fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+/// An in-memory registry seeded from a `.reg` fixture (e.g. `outlook/noncompliant.reg`), as
+/// `reg import` would leave it: every section's key exists, even one without values.
+pub fn registry_from(rel: &str) -> MemRegistry {
+    let path = data(rel);
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = regfile::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reg = MemRegistry::new();
+    for section in file.sections {
+        reg.set(&section.key, "__probe", &RegValue::Dword(0))
+            .expect("a fresh in-memory registry accepts writes");
+        reg.delete_value(&section.key, "__probe")
+            .expect("the probe exists");
+        for entry in section.entries {
+            match entry.op {
+                Op::Set(v) => reg.set(&section.key, &entry.name, &v),
+                Op::Delete => reg.delete_value(&section.key, &entry.name),
+            }
+            .expect("a fresh in-memory registry accepts writes");
+        }
+    }
+    reg
+}
+
+/// What a run of a command printed and returned.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Standard output as JSON; the test fails if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{e}: stdout {:?}, stderr {:?}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs a program and collects its output.
+pub fn run(program: &Path, args: &[std::ffi::OsString]) -> Out {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 output"),
+        stderr: String::from_utf8(out.stderr).expect("UTF-8 errors"),
+    }
+}
+
+/// The baseline profile's file, as an administrator passes it with `--profile`.
+pub fn baseline_file() -> PathBuf {
+    workspace_root().join("profiles/bsi-m5.57.toml")
+}
+
+impl Machine {
+    /// Runs `agent CMD --home HOME --system-root ROOT EXTRA...`; `check` and `apply` get the
+    /// baseline profile and `--var user.email=alice@example.org` unless `extra` has its own
+    /// `--profile` or `--var` (or `--no-var`, which is dropped: no variable at all).
+    pub fn agent(&self, agent: &Path, cmd: &str, extra: &[&str]) -> Out {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            cmd.into(),
+            "--home".into(),
+            self.home.clone().into(),
+            "--system-root".into(),
+            self.root.clone().into(),
+        ];
+        if cmd == "check" || cmd == "apply" {
+            if !extra.contains(&"--profile") {
+                args.extend(["--profile".into(), baseline_file().into()]);
+            }
+            if !extra
+                .iter()
+                .any(|a| a.starts_with("--var") || *a == "--no-var")
+            {
+                args.extend(["--var".into(), "user.email=alice@example.org".into()]);
+            }
+        }
+        args.extend(extra.iter().filter(|a| **a != "--no-var").map(Into::into));
+        run(agent, &args)
+    }
+
+    /// Every file and folder of the machine (home and system root).
+    pub fn snapshot(&self) -> crate::tree::Tree {
+        crate::tree::snapshot(self.dir.path())
+    }
+}

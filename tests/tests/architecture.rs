@@ -1,0 +1,181 @@
+//! Checks the invariants of ARCHITECTURE.md that the build itself can show, from `cargo
+//! metadata`: which crate may depend on which, so the pure crates stay pure and the layers stay
+//! apart. (What pure code may *call* is checked by the `clippy.toml` of the pure crates, which
+//! bans file, process, environment, network and clock APIs, each with its reason.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value as Json;
+
+/// A workspace crate's normal (non-dev, non-build) dependencies, on every target.
+fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .current_dir(postwarden_test_support::workspace_root())
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Json = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let mut crates = BTreeMap::new();
+    for package in meta["packages"].as_array().expect("packages") {
+        let deps = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .map(|d| d["name"].as_str().expect("a name").to_owned())
+            .collect();
+        crates.insert(package["name"].as_str().expect("a name").to_owned(), deps);
+    }
+    crates
+}
+
+fn deps_of<'a>(all: &'a BTreeMap<String, BTreeSet<String>>, krate: &str) -> &'a BTreeSet<String> {
+    all.get(krate)
+        .unwrap_or_else(|| panic!("{krate} is not a workspace member"))
+}
+
+/// Pure crates, and everything each may depend on. Anything else (an I/O, async, network or
+/// clock crate) fails the test: widen a list only with a reason in ARCHITECTURE.md.
+const PURE: &[(&str, &[&str])] = &[
+    (
+        "postwarden-profiles",
+        &["serde", "serde_json", "toml", "thiserror"],
+    ),
+    (
+        "postwarden-wire",
+        &[
+            "postwarden-profiles",
+            "serde",
+            "serde_json",
+            "thiserror",
+            "ed25519-dalek",
+            "sha2",
+            "base64",
+            "uuid",
+            "time",
+        ],
+    ),
+    ("postwarden-engine", &["postwarden-profiles", "serde_json"]),
+    (
+        "postwarden-clients",
+        &[
+            "postwarden-profiles",
+            "postwarden-engine",
+            "postwarden-registry",
+            "serde_json",
+            "thiserror",
+            "plist",
+            "uuid",
+            "memchr",
+        ],
+    ),
+    // The registry's model, trait, in-memory registry and .reg files are pure; its Windows
+    // implementation is behind `cfg(windows)` and uses only the Windows API crates.
+    (
+        "postwarden-registry",
+        &["serde", "thiserror", "windows-registry", "windows-sys"],
+    ),
+];
+
+#[test]
+fn pure_crates_depend_only_on_their_allow_list() {
+    let all = dependencies();
+    let mut violations = Vec::new();
+    for (krate, allowed) in PURE {
+        for dep in deps_of(&all, krate) {
+            if !allowed.contains(&dep.as_str()) {
+                violations.push(format!(
+                    "{krate} depends on {dep}, which is not on its allow-list"
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn the_layers_stay_apart() {
+    let all = dependencies();
+    let forbid = |krate: &str, banned: &[&str], why: &str| {
+        let deps = deps_of(&all, krate);
+        for b in banned {
+            assert!(!deps.contains(*b), "{krate} must not depend on {b}: {why}");
+        }
+    };
+    // The core is a synchronous library that the CLI and the service share.
+    forbid(
+        "postwarden-agent-core",
+        &[
+            "clap",
+            "tokio",
+            "reqwest",
+            "notify",
+            "anyhow",
+            "postwarden-agent",
+        ],
+        "the core is shared by the command line and the service; argument parsing, async \
+         runtimes and networking live in the binary",
+    );
+    // Only the binary parses arguments.
+    for krate in all.keys().filter(|k| k.as_str() != "postwarden-agent") {
+        if krate.starts_with("postwarden-") && krate != "postwarden-policy-server" {
+            forbid(krate, &["clap"], "only binaries parse arguments");
+        }
+    }
+    // The server knows the shared language and the wire, never an endpoint's internals.
+    forbid(
+        "postwarden-policy-server",
+        &[
+            "postwarden-engine",
+            "postwarden-clients",
+            "postwarden-agent-core",
+            "postwarden-registry",
+        ],
+        "the server shares only the profile language, reports and wire types with the agent",
+    );
+    // Test support is for tests only.
+    for krate in [
+        "postwarden-profiles",
+        "postwarden-wire",
+        "postwarden-engine",
+        "postwarden-clients",
+        "postwarden-agent-core",
+        "postwarden-agent",
+    ] {
+        forbid(
+            krate,
+            &["postwarden-test-support"],
+            "test helpers are dev-dependencies",
+        );
+    }
+}
+
+#[test]
+fn the_pure_crates_ban_the_same_apis() {
+    let root = postwarden_test_support::workspace_root();
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let reference = read("agent/clients/clippy.toml");
+    for other in ["agent/engine/clippy.toml", "profiles/clippy.toml"] {
+        assert_eq!(
+            read(other),
+            reference,
+            "{other} differs from agent/clients/clippy.toml"
+        );
+    }
+    for api in [
+        "std::fs::read",
+        "std::process::Command",
+        "std::env::var",
+        "SystemTime::now",
+    ] {
+        assert!(reference.contains(api), "clippy.toml does not ban {api}");
+    }
+}
