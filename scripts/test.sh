@@ -17,3 +17,4 @@ bash scripts/windows.sh test
 # Includes tests/tests/e2e_outlook_wine.rs, which builds postwarden-agent.exe through
 # scripts/windows.sh build and runs it in throwaway Wine prefixes.
 cargo test --workspace --locked
+bash scripts/fuzz.sh 30  # each fuzz target 30 s from its committed corpus (agent/fuzz/README.md)

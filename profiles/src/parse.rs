@@ -214,7 +214,15 @@ impl Profile {
         let ctx = Ctx { file, text };
         let raw: RawProfile = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
-            ctx.error(offset, ctx.field_at(offset), e.message().trim().to_owned())
+            // The toml crate gives no message for some syntax errors (a key without a value, a
+            // lone carriage return, a NUL in a comment): never show an empty one.
+            let message = match e.message().trim() {
+                "" => "not valid TOML here (a value, quote or bracket is missing, or a control \
+                       character is in the way)"
+                    .to_owned(),
+                m => m.to_owned(),
+            };
+            ctx.error(offset, ctx.field_at(offset), message)
         })?;
 
         if let Some(format) = &raw.format {

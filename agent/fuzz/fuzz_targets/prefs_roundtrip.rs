@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postwarden_agent::thunderbird::prefs::{PrefKind, PrefValue, PrefsFile};
+use postwarden_clients::thunderbird::prefs::{PrefKind, PrefValue, PrefsFile};
 
 fn reparse(file: &PrefsFile, what: &str) -> PrefsFile {
     let text = file.render();

@@ -273,3 +273,18 @@ fn the_account_section_is_strict() {
     let got = err(&base.replace("\"a\"", "\"{{ Bad Name }}\""));
     assert!(got.contains("field `account.incoming_host`"), "{got}");
 }
+
+/// Found by fuzzing (`agent/fuzz/regressions/profile_toml/empty-message-*`): the toml crate has
+/// no message for these syntax errors, and the user saw `file:1:6: field `id`: ` and nothing.
+#[test]
+fn every_syntax_error_has_a_message() {
+    for text in [
+        "id = ",
+        "id = \"x\"\r",
+        "# a comment with a \0\nid = \"x\"\n",
+    ] {
+        let e = Profile::parse("p.toml", text).unwrap_err();
+        assert!(!e.message.trim().is_empty(), "{text:?}: {e}");
+        assert!(e.to_string().starts_with("p.toml:1:"), "{e}");
+    }
+}

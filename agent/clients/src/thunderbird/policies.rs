@@ -305,6 +305,22 @@ mod tests {
         assert!(!doc.render().contains("Preferences"));
     }
 
+    /// Found by fuzzing (`agent/fuzz/regressions/policies_json/float-drift.json`): without
+    /// serde_json's `float_roundtrip`, an administrator's number could change in its last
+    /// digits each time the agent rewrote the file.
+    #[test]
+    fn numbers_survive_a_rewrite_exactly() {
+        for text in [
+            r#"{"policies":{"":[-9223372036885477588]}}"#,
+            r#"{"policies":{"A":0.1,"B":1e300,"C":2.2250738585072014e-308}}"#,
+        ] {
+            let doc = PoliciesDoc::parse("p.json", text).unwrap();
+            let again = PoliciesDoc::parse("p.json", &doc.render()).unwrap();
+            assert_eq!(again, doc, "{text}");
+            assert_eq!(again.render(), doc.render());
+        }
+    }
+
     #[test]
     fn syntax_errors_name_line_and_column() {
         let err = PoliciesDoc::parse(

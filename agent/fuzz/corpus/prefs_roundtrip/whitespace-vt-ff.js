@@ -1,0 +1,4 @@
+user_pref (	"a",1 ) ;
+
+
+   user_pref("b",true);   // trailing
