@@ -79,6 +79,8 @@ set +e
 code=$?
 set -e
 cat "$demo/both.err"
-sed -n '3,5p' "$demo/both.txt"
-grep -m 2 -A 1 'could not be checked' "$demo/both.txt" || true
+grep -E '^(Result|Counts)' "$demo/both.txt"
+echo "Thunderbird findings repaired: $(grep -c ': repaired' "$demo/both.txt")"
+awk '/^Apple Mail:/ {p = 1} p' "$demo/both.txt" | sed -n '1,6p'
+echo "  ..."
 echo "(exit $code)"

@@ -506,6 +506,10 @@ fn finding_line(f: &Finding) -> String {
     }
     match f.status {
         Status::NotApplicable => line.push_str(": not applicable"),
+        // Nothing could be read (the client's configuration is unreadable): no values to show.
+        Status::Failed if f.setting.is_none() && f.actual.is_null() && f.expected.is_null() => {
+            line.push_str(": failed")
+        }
         Status::Compliant => {
             let _ = write!(line, " = {}", display_value(&f.actual));
         }

@@ -306,6 +306,11 @@ impl Journal {
             }
             if let Some(parent) = path.parent() {
                 for dir in missing_ancestors(parent) {
+                    // The state folder and the folders above it are the journal's own
+                    // (`own_dirs`), created and removed with it.
+                    if self.dir.starts_with(&dir) {
+                        continue;
+                    }
                     if !self.knows(&dir) && !new.iter().any(|e| entry_path(e) == Some(&dir)) {
                         new.push(Entry::CreatedDir { path: dir });
                     }

@@ -273,3 +273,25 @@ fn the_repair_hint_is_the_callers() {
         "an apply run has repaired what it could"
     );
 }
+
+#[test]
+fn a_client_that_could_not_be_read_shows_no_values() {
+    let mut r = sample(RunKind::Apply);
+    r.findings = vec![Finding {
+        control: "mail-check-interval".into(),
+        client: Client::Thunderbird,
+        scope: "/home/alice/.thunderbird/x/prefs.js".into(),
+        target: "configuration".into(),
+        setting: None,
+        status: Status::Failed,
+        expected: Json::Null,
+        actual: Json::Null,
+        previous: None,
+        locked: None,
+        reason: Some("Thunderbird could not be checked or changed: prefs.js:2:41: unterminated string literal".into()),
+        note: None,
+    }];
+    let text = r.render_text(None);
+    assert!(text.contains("    ✗ configuration: failed\n"), "{text}");
+    assert!(text.contains("prefs.js:2:41: unterminated"), "{text}");
+}

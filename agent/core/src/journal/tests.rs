@@ -277,3 +277,21 @@ fn a_corrupt_journal_is_an_error_naming_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn a_file_in_the_state_folder_does_not_record_the_folder_twice() {
+    // The Thunderbird store keeps its lock-ownership table in the machine's state folder.
+    let h = home();
+    let table = h.state.join("thunderbird-locks.json");
+    let mut j = h.open();
+    j.record_files(&[&table]).unwrap();
+    fs::write(&table, b"{}").unwrap();
+    drop(j);
+    let done = h.open().restore(None).unwrap();
+    assert_eq!(
+        done,
+        vec![Restored::Removed(table)],
+        "only the file; the folders go with the journal"
+    );
+    assert!(!h.home.join(".local").exists());
+}
