@@ -8,6 +8,8 @@
 //! - [`extension_globs`]: how not-applicable reasons list attachment types.
 //! - [`render`], [`check_templates`]: templates, and refusing a bad variable up front.
 
+use std::sync::Arc;
+
 use postwarden_engine::{Desired, Expect, NotApplicable, Value};
 use postwarden_profiles::report::Client;
 use postwarden_profiles::{
@@ -47,50 +49,51 @@ pub struct MappingError {
 pub struct Builder<'a, L> {
     out: &'a mut Mapped<L>,
     /// The control's id, or `raw.<client>` for raw settings.
-    control: &'a str,
+    control: &'static str,
     mode: Mode,
     client: Client,
-    scope: &'a str,
+    /// Shared by every setting the builder adds.
+    scope: Arc<str>,
 }
 
 impl<'a, L> Builder<'a, L> {
     /// For `control`'s settings in `client`; findings name `scope` (a profile directory, a
     /// registry key, a home) unless [`Builder::at`] names another.
-    pub fn new(out: &'a mut Mapped<L>, control: &Control, client: Client, scope: &'a str) -> Self {
+    pub fn new(out: &'a mut Mapped<L>, control: &Control, client: Client, scope: &str) -> Self {
         Builder {
             out,
             control: control.id.as_str(),
             mode: control.mode,
             client,
-            scope,
+            scope: scope.into(),
         }
     }
 
     /// For settings outside the named controls (`raw.thunderbird`), which carry their own mode.
     pub fn raw(
         out: &'a mut Mapped<L>,
-        id: &'a str,
+        id: &'static str,
         mode: Mode,
         client: Client,
-        scope: &'a str,
+        scope: &str,
     ) -> Self {
         Builder {
             out,
             control: id,
             mode,
             client,
-            scope,
+            scope: scope.into(),
         }
     }
 
     /// The same control and client under another scope.
-    pub fn at<'b>(&'b mut self, scope: &'b str) -> Builder<'b, L> {
+    pub fn at<'b>(&'b mut self, scope: &str) -> Builder<'b, L> {
         Builder {
             out: &mut *self.out,
             control: self.control,
             mode: self.mode,
             client: self.client,
-            scope,
+            scope: scope.into(),
         }
     }
 
@@ -99,29 +102,29 @@ impl<'a, L> Builder<'a, L> {
     /// cannot check or which name is unconfirmed.
     pub fn want(
         &mut self,
-        target: impl Into<String>,
+        target: impl Into<Arc<str>>,
         location: L,
         expect: Expect,
         note: Option<&str>,
     ) {
         self.out.desired.push(Desired {
-            control: self.control.to_owned(),
+            control: self.control,
             client: self.client,
-            scope: self.scope.to_owned(),
+            scope: Arc::clone(&self.scope),
             target: target.into(),
             location,
             expect,
             mode: self.mode,
-            note: note.map(str::to_owned),
+            note: note.map(Arc::from),
         });
     }
 
     /// The client cannot carry the control for `target`, and why.
-    pub fn not_applicable(&mut self, target: impl Into<String>, reason: impl Into<String>) {
+    pub fn not_applicable(&mut self, target: impl Into<Arc<str>>, reason: impl Into<String>) {
         self.out.not_applicable.push(NotApplicable {
-            control: self.control.to_owned(),
+            control: self.control,
             client: self.client,
-            scope: self.scope.to_owned(),
+            scope: Arc::clone(&self.scope),
             target: target.into(),
             reason: reason.into(),
         });
@@ -140,15 +143,16 @@ pub fn derive_locks<L: Clone>(
     note: Option<&str>,
 ) {
     let Some(lock) = lock else { return };
+    let note: Option<Arc<str>> = note.map(Arc::from);
     let locks: Vec<Desired<L>> = out
         .desired
         .iter()
         .filter(|d| d.mode == Mode::Enforce && lockable(d))
         .map(|d| Desired {
-            control: lock.id.as_str().to_owned(),
+            control: lock.id.as_str(),
             expect: Expect::Locked,
             mode: lock.mode,
-            note: note.map(str::to_owned),
+            note: note.clone(),
             ..d.clone()
         })
         .collect();

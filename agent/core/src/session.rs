@@ -397,7 +397,13 @@ impl Prepared<'_> {
             };
             match result {
                 Ok(reconciled) => {
-                    findings.extend(reconciled.findings);
+                    // Moved, not copied, when it is the first client: a large profile has tens
+                    // of thousands of findings.
+                    if findings.is_empty() {
+                        findings = reconciled.findings;
+                    } else {
+                        findings.extend(reconciled.findings);
+                    }
                     if let Some(error) = reconciled.interrupted {
                         tracing::info!(client = client.display_name(), %error,
                             "repair stopped part-way; what landed is reported repaired");

@@ -10,8 +10,10 @@
 //! [`Store`] trait, which each client backend implements at the edge. Audit never writes: a plan
 //! holds actions only for enforce-mode controls of an `apply` run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
 
 pub use postwarden_profiles::report::RunKind;
 use postwarden_profiles::report::{Client, Finding, Status};
@@ -108,27 +110,30 @@ impl Expect {
 }
 
 /// Where a setting is and which control wants what of it. Client mappings produce these.
+///
+/// The texts many settings share (scope, target, note) are reference-counted: a large profile
+/// has tens of thousands of settings, and `settings-locked` doubles them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired<L> {
     /// The control id (or `raw.<client>` for raw settings).
-    pub control: String,
+    pub control: &'static str,
     pub client: Client,
-    pub scope: String,
-    pub target: String,
+    pub scope: Arc<str>,
+    pub target: Arc<str>,
     pub location: L,
     pub expect: Expect,
     pub mode: Mode,
     /// Context for the report, e.g. what the client cannot check.
-    pub note: Option<String>,
+    pub note: Option<Arc<str>>,
 }
 
 /// A control that a client cannot enforce, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotApplicable {
-    pub control: String,
+    pub control: &'static str,
     pub client: Client,
-    pub scope: String,
-    pub target: String,
+    pub scope: Arc<str>,
+    pub target: Arc<str>,
     pub reason: String,
 }
 
@@ -175,8 +180,9 @@ impl<L> Plan<L> {
     }
 }
 
-/// Observations keyed by location.
-pub type Observed<L> = BTreeMap<L, Observation>;
+/// Observations keyed by location (hashed: a check looks one up per desired setting, tens of
+/// thousands on a large profile).
+pub type Observed<L> = HashMap<L, Observation>;
 
 /// Why a store could not carry out (part of) an action.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -210,7 +216,7 @@ pub type Failures<L> = BTreeMap<L, Failure>;
 pub trait Store {
     /// Where a setting lives (a pref of a profile, a registry value, a plist key, ...).
     /// `Display` names the setting in findings.
-    type Location: Ord + Clone + fmt::Debug + fmt::Display;
+    type Location: Ord + Hash + Clone + fmt::Debug + fmt::Display;
     type Error;
 
     /// Reads the effective state of these locations.
@@ -231,11 +237,19 @@ fn missing() -> Observation {
     Observation::new(Value::Absent)
 }
 
-/// Turns drift into actions: one per location, for enforce-mode controls only.
-pub fn plan<L: Ord + Clone>(desired: &[Desired<L>], observed: &Observed<L>) -> Plan<L> {
+/// Turns drift into actions: one per location, for enforce-mode controls only. Linear in the
+/// number of desired settings; actions come in location order.
+pub fn plan<L: Ord + Hash + Clone>(desired: &[Desired<L>], observed: &Observed<L>) -> Plan<L> {
+    let fallback = missing();
+    let enforced = || desired.iter().filter(|d| d.mode == Mode::Enforce);
+    // Locks go with values that a control enforces: a location someone wants locked is locked
+    // whenever it is written.
+    let lock_wanted: HashSet<&L> = enforced()
+        .filter(|d| d.expect == Expect::Locked)
+        .map(|d| &d.location)
+        .collect();
     let mut by_location: BTreeMap<&L, (Option<Value>, bool)> = BTreeMap::new();
-    for d in desired.iter().filter(|d| d.mode == Mode::Enforce) {
-        let fallback = missing();
+    for d in enforced() {
         let obs = observed.get(&d.location).unwrap_or(&fallback);
         if d.expect.is_met(obs) {
             continue;
@@ -258,15 +272,10 @@ pub fn plan<L: Ord + Clone>(desired: &[Desired<L>], observed: &Observed<L>) -> P
                     .get(location)
                     .map_or(Value::Absent, |o| o.value.clone())
             });
-            // Locks go with values that a control enforces: lock them too if any lock is wanted.
-            let lock = lock
-                || desired.iter().any(|d| {
-                    d.location == *location && d.mode == Mode::Enforce && d.expect == Expect::Locked
-                });
             Action {
                 location: location.clone(),
                 value,
-                lock,
+                lock: lock || lock_wanted.contains(location),
             }
         })
         .collect();
@@ -275,7 +284,7 @@ pub fn plan<L: Ord + Clone>(desired: &[Desired<L>], observed: &Observed<L>) -> P
 
 /// Computes the outcome of every desired setting. `after` is the observation taken after
 /// applying (`None` for a check, or when nothing was applied).
-pub fn outcomes<L: Ord + Clone + fmt::Display>(
+pub fn outcomes<L: Ord + Hash + Clone + fmt::Display>(
     run: RunKind,
     desired: &[Desired<L>],
     before: &Observed<L>,
@@ -328,10 +337,10 @@ pub fn outcomes<L: Ord + Clone + fmt::Display>(
             )
         };
         findings.push(Finding {
-            control: d.control.clone(),
+            control: d.control.to_owned(),
             client: d.client,
-            scope: d.scope.clone(),
-            target: d.target.clone(),
+            scope: d.scope.to_string(),
+            target: d.target.to_string(),
             setting: Some(d.location.to_string()),
             status,
             expected: d.expect.to_json(),
@@ -342,15 +351,15 @@ pub fn outcomes<L: Ord + Clone + fmt::Display>(
                 _ => Some(shown.locked),
             },
             reason,
-            note: d.note.clone(),
+            note: d.note.as_deref().map(str::to_owned),
         });
     }
     for na in not_applicable {
         findings.push(Finding {
-            control: na.control.clone(),
+            control: na.control.to_owned(),
             client: na.client,
-            scope: na.scope.clone(),
-            target: na.target.clone(),
+            scope: na.scope.to_string(),
+            target: na.target.to_string(),
             setting: None,
             status: Status::NotApplicable,
             expected: Json::Null,
@@ -422,15 +431,15 @@ where
                 return Err(error);
             };
             let why = format!("the repair stopped part-way: {error}");
+            let unmet: HashSet<&S::Location> = desired
+                .iter()
+                .filter(|d| !after.get(&d.location).is_some_and(|o| d.expect.is_met(o)))
+                .map(|d| &d.location)
+                .collect();
             let failures = plan
                 .actions
                 .iter()
-                .filter(|a| {
-                    desired
-                        .iter()
-                        .filter(|d| d.location == a.location)
-                        .any(|d| !after.get(&a.location).is_some_and(|o| d.expect.is_met(o)))
-                })
+                .filter(|a| unmet.contains(&a.location))
                 .map(|a| {
                     (
                         a.location.clone(),

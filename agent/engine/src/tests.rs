@@ -61,7 +61,7 @@ impl Store for Memory {
 
 fn want(loc: &str, expect: Expect, mode: Mode) -> Desired<String> {
     Desired {
-        control: "c".into(),
+        control: "c",
         client: Client::Thunderbird,
         scope: "p".into(),
         target: "t".into(),
@@ -281,7 +281,7 @@ fn absent_expectation_removes() {
 fn not_applicable_is_never_compliant() {
     let mut s = store(&[]);
     let na = [NotApplicable {
-        control: "blocked-attachment-types".into(),
+        control: "blocked-attachment-types",
         client: Client::Thunderbird,
         scope: "p".into(),
         target: "profile".into(),

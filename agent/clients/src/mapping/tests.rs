@@ -136,22 +136,22 @@ fn the_builder_records_the_control_client_scope_and_the_given_note() {
     );
     let na = &out.not_applicable[0];
     assert_eq!(
-        (na.control.as_str(), na.scope.as_str(), na.target.as_str()),
+        (na.control, &*na.scope, &*na.target),
         ("attachment-scanning", "policy key", "accounts")
     );
     assert_eq!(na.reason, "no account");
 }
 
-fn desired(control: &str, location: &str, mode: Mode) -> Desired<String> {
+fn desired(control: &'static str, location: &str, mode: Mode) -> Desired<String> {
     Desired {
-        control: control.to_owned(),
+        control,
         client: Client::Thunderbird,
-        scope: "s".to_owned(),
-        target: "t".to_owned(),
+        scope: "s".into(),
+        target: "t".into(),
         location: location.to_owned(),
         expect: Expect::Equals(Value::Bool(true)),
         mode,
-        note: Some("the setting's own note".to_owned()),
+        note: Some("the setting's own note".into()),
     }
 }
 

@@ -40,11 +40,7 @@ fn every_control_is_mapped_or_explained() {
             "{id} is neither mapped nor explained"
         );
     }
-    let na: Vec<&str> = m
-        .not_applicable
-        .iter()
-        .map(|n| n.control.as_str())
-        .collect();
+    let na: Vec<&str> = m.not_applicable.iter().map(|n| n.control).collect();
     assert_eq!(
         na,
         [

@@ -149,11 +149,7 @@ fn every_control_is_mapped_or_explained() {
         let explained = m.not_applicable.iter().any(|n| n.control == id);
         assert!(mapped || explained, "{id} is neither mapped nor explained");
     }
-    let na: Vec<&str> = m
-        .not_applicable
-        .iter()
-        .map(|n| n.control.as_str())
-        .collect();
+    let na: Vec<&str> = m.not_applicable.iter().map(|n| n.control).collect();
     assert_eq!(
         na,
         ["mail-check-interval"],
@@ -289,11 +285,7 @@ fn without_accounts_the_policy_part_still_applies() {
     ] {
         assert!(policy.iter().any(|p| p == expected), "{expected} missing");
     }
-    let na: Vec<&str> = m
-        .not_applicable
-        .iter()
-        .map(|n| n.control.as_str())
-        .collect();
+    let na: Vec<&str> = m.not_applicable.iter().map(|n| n.control).collect();
     assert_eq!(
         na,
         [
@@ -390,7 +382,7 @@ fn the_security_mode_gate_is_explained_wherever_it_is_wanted() {
         .desired
         .iter()
         .filter(|d| d.location.name == "adminsecuritymode")
-        .map(|d| (d.control.as_str(), d.note.as_deref()))
+        .map(|d| (d.control, d.note.as_deref()))
         .collect();
     assert_eq!(
         gates,
