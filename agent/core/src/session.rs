@@ -458,3 +458,15 @@ fn unavailable(profile: &Profile, client: Client, error: &StoreError) -> Vec<Fin
         })
         .collect()
 }
+
+/// A service moves a pass to a worker thread (`spawn_blocking`): everything it holds is `Send`
+/// (checked when this compiles).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Session>();
+    send::<Prepared<'static>>();
+    send::<Outcome>();
+    send::<ThunderbirdStore>();
+    send::<OutlookStore>();
+    send::<AppleMailStore>();
+};

@@ -192,49 +192,32 @@ fn cms_error(e: impl std::fmt::Display) -> SignError {
     SignError::Cms(e.to_string())
 }
 
-/// The PEM blocks of `text`, as (label, whole block) pairs, in order.
-fn pem_blocks(text: &str) -> Vec<(&str, &str)> {
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let block = &rest[start..];
-        let label_end = match block["-----BEGIN ".len()..].find("-----") {
-            Some(i) => "-----BEGIN ".len() + i,
-            None => break,
-        };
-        let label = &block["-----BEGIN ".len()..label_end];
-        let end_marker = format!("-----END {label}-----");
-        let Some(end) = block.find(&end_marker) else {
-            // No END line: give the rest to the decoder, which says what is wrong.
-            blocks.push((label, block));
-            break;
-        };
-        let whole = &block[..end + end_marker.len()];
-        blocks.push((label, whole));
-        rest = &block[end + end_marker.len()..];
-    }
-    blocks
+/// The PEM blocks of `text`, in order (the `pem` crate: RFC 7468 framing, headers kept).
+fn pem_blocks(text: &str, input: PemInput) -> Result<Vec<pem::Pem>, SignError> {
+    pem::parse_many(text).map_err(|e| SignError::Pem {
+        input,
+        message: e.to_string(),
+    })
 }
 
 fn read_certificates(text: &str, input: PemInput) -> Result<Vec<Certificate>, SignError> {
     let pem = |message: String| SignError::Pem { input, message };
-    let blocks = pem_blocks(text);
+    let blocks = pem_blocks(text, input)?;
     if blocks.is_empty() {
         return Err(pem(
             "no PEM block (-----BEGIN CERTIFICATE-----) found".into()
         ));
     }
     let mut certs = Vec::new();
-    for (n, (label, block)) in blocks.into_iter().enumerate() {
-        if label != "CERTIFICATE" {
+    for (n, block) in blocks.iter().enumerate() {
+        if block.tag() != "CERTIFICATE" {
             return Err(pem(format!(
-                "PEM block {} is a {label:?}, expected a CERTIFICATE",
-                n + 1
+                "PEM block {} is a {:?}, expected a CERTIFICATE",
+                n + 1,
+                block.tag()
             )));
         }
-        let (_, der) = der::pem::decode_vec(block.as_bytes())
-            .map_err(|e| pem(format!("PEM block {}: {e}", n + 1)))?;
-        let cert = Certificate::from_der(&der).map_err(|e| {
+        let cert = Certificate::from_der(block.contents()).map_err(|e| {
             pem(format!(
                 "PEM block {} is not an X.509 certificate: {e}",
                 n + 1
@@ -251,17 +234,17 @@ fn read_private_key(text: &str) -> Result<SigningKey, SignError> {
         message,
     };
     // `openssl ecparam -genkey` writes an EC PARAMETERS block before the key.
-    let blocks: Vec<_> = pem_blocks(text)
+    let blocks: Vec<pem::Pem> = pem_blocks(text, PemInput::PrivateKey)?
         .into_iter()
-        .filter(|(label, _)| *label != "EC PARAMETERS")
+        .filter(|b| b.tag() != "EC PARAMETERS")
         .collect();
-    let (label, block) = match blocks.as_slice() {
+    let block = match blocks.as_slice() {
         [] => {
             return Err(pem(
                 "no PEM block (-----BEGIN PRIVATE KEY-----) found".into()
             ))
         }
-        [one] => *one,
+        [one] => one,
         more => {
             return Err(pem(format!(
                 "{} PEM blocks found, expected exactly one private key",
@@ -269,28 +252,31 @@ fn read_private_key(text: &str) -> Result<SigningKey, SignError> {
             )))
         }
     };
-    if label == "ENCRYPTED PRIVATE KEY" || block.contains("Proc-Type: 4,ENCRYPTED") {
+    let label = block.tag();
+    let legacy_encrypted = block
+        .headers()
+        .get("Proc-Type")
+        .is_some_and(|v| v.contains("ENCRYPTED"));
+    if label == "ENCRYPTED PRIVATE KEY" || legacy_encrypted {
         return Err(SignError::EncryptedKey);
     }
-    let decode = || {
-        der::pem::decode_vec(block.as_bytes())
-            .map(|(_, der)| der)
-            .map_err(|e| pem(format!("{label}: {e}")))
-    };
+    let der = block.contents();
     let key = match label {
-        "PRIVATE KEY" => pkcs8_key(&decode()?).map_err(|e| match e {
+        "PRIVATE KEY" => pkcs8_key(der).map_err(|e| match e {
             KeyError::Unreadable(m) => pem(format!("PRIVATE KEY {m}")),
             KeyError::Unsupported(m) => SignError::UnsupportedKey(m),
         })?,
         "RSA PRIVATE KEY" => {
-            let key = RsaPrivateKey::from_pkcs1_der(&decode()?)
+            let key = RsaPrivateKey::from_pkcs1_der(der)
                 .map_err(|e| pem(format!("RSA PRIVATE KEY is not a valid PKCS #1 key: {e}")))?;
             SigningKey::Rsa(Box::new(key))
         }
         "EC PRIVATE KEY" => {
-            let der = decode()?;
             // Name the curve when it is not P-256.
-            if let Some(curve) = sec1_curve(&der).map_err(pem)? {
+            let sec1 = sec1::EcPrivateKey::from_der(der)
+                .map_err(|e| pem(format!("EC PRIVATE KEY is not SEC1: {e}")))?;
+            let named = sec1.parameters.and_then(|p| p.named_curve());
+            if let Some(curve) = named {
                 if curve != SECP256R1 {
                     return Err(SignError::UnsupportedKey(format!(
                         "ECDSA on the curve {}",
@@ -298,7 +284,7 @@ fn read_private_key(text: &str) -> Result<SigningKey, SignError> {
                     )));
                 }
             }
-            let key = p256::SecretKey::from_sec1_der(&der)
+            let key = p256::SecretKey::from_sec1_der(der)
                 .map_err(|e| pem(format!("EC PRIVATE KEY is not a valid P-256 key: {e}")))?;
             SigningKey::P256(key)
         }
@@ -353,28 +339,6 @@ fn pkcs8_key(der: &[u8]) -> Result<SigningKey, KeyError> {
     } else {
         Err(KeyError::Unsupported(oid_name(algorithm)))
     }
-}
-
-/// The named curve of a SEC1 `ECPrivateKey` (RFC 5915), if it names one:
-/// `SEQUENCE { version INTEGER, privateKey OCTET STRING, [0] EXPLICIT parameters OPTIONAL, ... }`.
-fn sec1_curve(der_bytes: &[u8]) -> Result<Option<ObjectIdentifier>, String> {
-    use der::asn1::{ContextSpecific, OctetStringRef};
-    use der::{Reader, SliceReader, TagNumber};
-    let parse = || -> der::Result<Option<ObjectIdentifier>> {
-        let mut reader = SliceReader::new(der_bytes)?;
-        reader.sequence(|r| {
-            let _version: u8 = r.decode()?;
-            let _private_key: OctetStringRef<'_> = r.decode()?;
-            let curve = ContextSpecific::<ObjectIdentifier>::decode_explicit(r, TagNumber::N0)?
-                .map(|c| c.value);
-            // The optional public key ([1]) is not needed.
-            while !r.is_finished() {
-                let _: Any = r.decode()?;
-            }
-            Ok(curve)
-        })
-    };
-    parse().map_err(|e| format!("EC PRIVATE KEY is not SEC1: {e}"))
 }
 
 fn oid_name(oid: ObjectIdentifier) -> String {
