@@ -16,9 +16,7 @@ use postwarden_agent_core::{load_profile, Session, Target};
 use postwarden_profiles::report::{Client, RunKind};
 use postwarden_profiles::Vars;
 
-#[path = "support/generate.rs"]
-mod generate;
-use generate::thunderbird_home;
+use postwarden_test_support::fixture::large_thunderbird_home as thunderbird_home;
 
 fn session(root: &Path, accounts: usize) -> Session {
     let home = root.join(format!("home{accounts}"));

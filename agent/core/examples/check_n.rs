@@ -7,8 +7,7 @@ use postwarden_agent_core::{load_profile, Session, Target};
 use postwarden_profiles::report::{Client, RunKind};
 use postwarden_profiles::Vars;
 
-#[path = "../benches/support/generate.rs"]
-mod generate;
+use postwarden_test_support::fixture::large_thunderbird_home;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -18,7 +17,7 @@ fn main() {
     let home = tmp.path().join("home");
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).expect("root");
-    generate::thunderbird_home(&home, accounts);
+    large_thunderbird_home(&home, accounts);
     let session = Session::new(
         Target::new(home, root).expect("dirs"),
         &[Client::Thunderbird],
