@@ -573,3 +573,50 @@ fn outlook_on_linux_is_refused_with_the_way_out() {
     assert!(out.stderr.contains("--client outlook"), "{}", out.stderr);
     assert_eq!(env.snapshot(), before, "nothing written");
 }
+
+/// Issue 8's reproduction: `apply --client thunderbird --client apple-mail` with a corrupt Apple
+/// Mail plist exited 2 with no report after rewriting Thunderbird's files. Now Thunderbird is
+/// enforced, Apple Mail is reported failed with the file, nothing of it is written, the report
+/// is printed, and the exit code is 1.
+#[test]
+fn two_clients_one_corrupt_plist_enforces_the_other_and_reports_both() {
+    let env = Env(Machine::empty().with_thunderbird().with_apple_mail());
+    let plist = env
+        .home
+        .join("Library/Preferences/com.apple.mail-shared.plist");
+    fs::write(&plist, "not a plist").unwrap();
+    let apple_before = postwarden_test_support::tree::snapshot(&env.home.join("Library"));
+
+    let out = env.agent(
+        "apply",
+        &[
+            "--client",
+            "thunderbird",
+            "--client",
+            "apple-mail",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("com.apple.mail-shared.plist: not a valid XML property list"),
+        "{}",
+        out.stderr
+    );
+    let r = out.json();
+    let thunderbird = postwarden_test_support::report::client_statuses(&r, "thunderbird");
+    let apple = postwarden_test_support::report::client_statuses(&r, "apple-mail");
+    assert!(thunderbird["repaired"] > 30, "{thunderbird:?}");
+    assert_eq!(apple.keys().collect::<Vec<_>>(), ["failed"], "{apple:?}");
+    apple_before.assert_same(
+        &postwarden_test_support::tree::snapshot(&env.home.join("Library")),
+        "nothing of Apple Mail is written",
+    );
+    let prefs = fs::read_to_string(env.profile().join("prefs.js")).unwrap();
+    assert!(
+        prefs.contains("\"mail.server.server1.check_time\", 30"),
+        "{prefs}"
+    );
+}
