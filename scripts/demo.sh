@@ -84,3 +84,83 @@ echo "Thunderbird findings repaired: $(grep -c ': repaired' "$demo/both.txt")"
 awk '/^Apple Mail:/ {p = 1} p' "$demo/both.txt" | sed -n '1,6p'
 echo "  ..."
 echo "(exit $code)"
+echo
+echo "== 10. The policy server on its embedded SQLite: the administrator's workflow ======"
+echo "==     (curl stands in for the agent service until it lands) ======================="
+command -v curl >/dev/null || { echo "demo: curl is needed for step 10 (apt-get install curl)" >&2; exit 1; }
+cargo build --release --quiet -p postwarden-server
+server="$PWD/target/release/postwarden-server"
+data="$demo/server-data"
+# The first admin token comes from the server's machine; it is printed once and stored hashed.
+"$server" admin create-token --name demo-admin --data-dir "$data" >"$demo/admin-token" 2>/dev/null
+admin=$(cat "$demo/admin-token")
+"$server" serve --data-dir "$data" --listen 127.0.0.1:0 --ready-file "$demo/ready.json" \
+  2>"$demo/server.log" &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; rm -rf "$demo"' EXIT
+for _ in $(seq 300); do [ -s "$demo/ready.json" ] && break; sleep 0.1; done
+json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
+url=$(json 'd["url"]' <"$demo/ready.json")
+pin=$(json 'd["pin_sha256"]' <"$demo/ready.json")
+echo "server: $url, certificate pin $pin"
+# -k skips the CA check (the certificate is self-signed); --pinnedpubkey still checks the key.
+api() { curl -sS -k --pinnedpubkey "$pin" -H "Authorization: Bearer $admin" "$@"; echo; }
+echo "-- upload the baseline profile"
+api -X POST "$url/api/v1/profiles" -H 'content-type: application/toml' --data-binary @profiles/bsi-m5.57.toml
+echo "-- assign it to the group 'office'"
+api -X PUT "$url/api/v1/groups/office" -H 'content-type: application/json' \
+  -d '{"profile": "bsi-m5.57", "version": 1}'
+echo "-- set alice's official address"
+api -X PUT "$url/api/v1/users/alice/variables" -H 'content-type: application/json' \
+  -d '{"user.email": "alice@example.org"}'
+echo "-- an enrollment token for 'office' (shown once)"
+token=$(api -X POST "$url/api/v1/enrollment-tokens" -H 'content-type: application/json' \
+  -d '{"group": "office", "uses": 1}' | tee /dev/stderr | json 'd["token"]') 2>&1
+echo "-- a device enrolls with it"
+enrolled=$(curl -sS -k --pinnedpubkey "$pin" -X POST "$url/api/v1/enroll" -H 'content-type: application/json' \
+  -d "{\"token\": \"$token\", \"hostname\": \"ws-alice\", \"os\": \"linux\", \"agent_version\": \"0.1.0\", \"users\": [\"alice\"]}")
+device=$(json 'd["device_id"]' <<<"$enrolled")
+credential=$(json 'd["credential"]' <<<"$enrolled")
+echo "device $device enrolled"
+echo "-- it fetches its signed bundle (a JWS); the payload:"
+curl -sS -k --pinnedpubkey "$pin" -D "$demo/headers" -H "Authorization: Bearer $credential" \
+  "$url/api/v1/bundle" >"$demo/bundle.jws"
+grep -i '^etag' "$demo/headers"
+python3 - "$demo/bundle.jws" <<'PY'
+import base64, json, sys
+header, payload, _ = open(sys.argv[1]).read().split(".")
+dec = lambda s: json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+print("header:", json.dumps(dec(header)))
+p = dec(payload)
+p["profile"]["toml"] = p["profile"]["toml"][:40] + "..."
+print("payload:", json.dumps(p, indent=1))
+PY
+echo "-- it reports: the restored (non-compliant) profile of step 5, checked now"
+"$agent" check "${args[@]}" --format json >"$demo/report.json" || true
+python3 - "$demo/report.json" >"$demo/batch.json" <<'PY'
+import datetime, json, sys, uuid
+report = json.load(open(sys.argv[1]))
+print(json.dumps({"schema": "postwarden.report-batch/v1", "items": [{
+    "id": str(uuid.uuid4()),
+    "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "kind": "report", "report": report, "user": "alice"}]}))
+PY
+curl -sS -k --pinnedpubkey "$pin" -X POST "$url/api/v1/reports" -H "Authorization: Bearer $credential" \
+  -H 'content-type: application/json' --data-binary @"$demo/batch.json"
+echo
+echo "-- the same batch again (a retry) is not counted twice"
+curl -sS -k --pinnedpubkey "$pin" -X POST "$url/api/v1/reports" -H "Authorization: Bearer $credential" \
+  -H 'content-type: application/json' --data-binary @"$demo/batch.json"
+echo
+echo "-- the compliance summary (CSV)"
+api -H 'accept: text/csv' "$url/api/v1/compliance/summary"
+echo "-- who fails 'require-tls', with the evidence"
+api "$url/api/v1/compliance/controls/require-tls" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for dev in d["devices"]:
+    print(dev["id"], dev["hostname"], dev["status"])
+    for f in dev["findings"][:3]:
+        print("  ", f["user"], f["setting"], "expected", json.dumps(f["expected"]), "actual", json.dumps(f["actual"]))'
+echo "-- the audit log"
+api -H 'accept: text/csv' "$url/api/v1/audit-log"

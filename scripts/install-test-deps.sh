@@ -16,6 +16,10 @@ command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v plistutil >/dev/null 2>&1 || need_apt+=(libplist-utils)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The policy server's tests run every API test on PostgreSQL too, on a throwaway cluster they
+# start themselves (tests/support/src/pg.rs); curl checks the certificate pin format.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then

@@ -64,6 +64,21 @@ const PURE: &[(&str, &[&str])] = &[
     ),
     ("postwarden-engine", &["postwarden-profiles", "serde_json"]),
     (
+        "postwarden-server-domain",
+        &[
+            "postwarden-profiles",
+            "postwarden-wire",
+            "serde",
+            "serde_json",
+            "serde_path_to_error",
+            "csv",
+            "sha2",
+            "base64",
+            "toml",
+            "time",
+        ],
+    ),
+    (
         "postwarden-clients",
         &[
             "postwarden-profiles",
@@ -125,13 +140,20 @@ fn the_layers_stay_apart() {
     );
     // Only the binary parses arguments.
     for krate in all.keys().filter(|k| k.as_str() != "postwarden-agent") {
-        if krate.starts_with("postwarden-") && krate != "postwarden-policy-server" {
+        let binaries = ["postwarden-server", "postwarden-loadgen"];
+        if krate.starts_with("postwarden-") && !binaries.contains(&krate.as_str()) {
             forbid(krate, &["clap"], "only binaries parse arguments");
         }
     }
-    // The server knows the shared language and the wire, never an endpoint's internals.
+    // The server knows the shared language and the wire, never an endpoint's internals; its
+    // domain is pure and its store knows nothing of HTTP.
     forbid(
-        "postwarden-policy-server",
+        "postwarden-server-store",
+        &["axum", "postwarden-server", "reqwest"],
+        "the store is the database edge; HTTP lives in postwarden-server",
+    );
+    forbid(
+        "postwarden-server",
         &[
             "postwarden-engine",
             "postwarden-clients",
@@ -163,7 +185,11 @@ fn the_pure_crates_ban_the_same_apis() {
     let read =
         |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let reference = read("agent/clients/clippy.toml");
-    for other in ["agent/engine/clippy.toml", "profiles/clippy.toml"] {
+    for other in [
+        "agent/engine/clippy.toml",
+        "profiles/clippy.toml",
+        "policy-server/domain/clippy.toml",
+    ] {
         assert_eq!(
             read(other),
             reference,

@@ -12,6 +12,12 @@ pub fn agent() -> &'static Path {
     AGENT.get_or_init(|| build("postwarden-agent", "postwarden-agent"))
 }
 
+/// The `postwarden-server` binary of this workspace (see [`agent`]).
+pub fn server() -> &'static Path {
+    static SERVER: OnceLock<PathBuf> = OnceLock::new();
+    SERVER.get_or_init(|| build("postwarden-server", "postwarden-server"))
+}
+
 fn build(package: &str, bin: &str) -> PathBuf {
     let run = escargot::CargoBuild::new()
         .manifest_path(crate::workspace_root().join("Cargo.toml"))

@@ -12,6 +12,7 @@ use postwarden_profiles::{builtin, Profile, Vars};
 
 pub mod bin;
 pub mod fixture;
+pub mod pg;
 pub mod plist_oracle;
 pub mod report;
 pub mod tree;

@@ -1,0 +1,341 @@
+//! The agent's side of the API: enroll, fetch the signed bundle (conditional, long-polled),
+//! update the device's users, post report batches. The device is always the credential's
+//! device, never a field of a body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use postwarden_profiles::report::REPORT_SCHEMA;
+use postwarden_server_domain::names::{check, NameKind};
+use postwarden_server_domain::secret::{self, SecretKind};
+use postwarden_server_store::{
+    Enrolled, EventItem, FindingRow, IngestItem, IngestKind, NewDevice, Refusal,
+};
+use postwarden_wire::v1::{
+    BatchItemKind, BatchResponse, EnrollRequest, EnrollResponse, FieldError, ReportBatch, Secret,
+    UsersUpdate,
+};
+use serde::Deserialize;
+
+use super::{json_body, Device};
+use crate::app::{now_ms, App};
+use crate::problem::{ApiError, ApiResult};
+use crate::tls::Peer;
+
+/// Most users a device may report.
+pub const MAX_USERS: usize = 1000;
+/// Most items in one report batch.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+
+fn random<const N: usize>() -> ApiResult<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal("the random source", e))?;
+    Ok(bytes)
+}
+
+fn bounded_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::field(FieldError {
+            line: 0,
+            column: 0,
+            field: Some(field.to_owned()),
+            message: format!("must be 1 to {max} bytes of printable text"),
+        }));
+    }
+    Ok(())
+}
+
+fn check_users(field: &str, users: &[String]) -> ApiResult<Vec<String>> {
+    if users.len() > MAX_USERS {
+        return Err(ApiError::param(
+            field,
+            format!("at most {MAX_USERS} users per device"),
+        ));
+    }
+    for (i, user) in users.iter().enumerate() {
+        check(NameKind::UserKey, &format!("{field}[{i}]"), user).map_err(ApiError::field)?;
+    }
+    let mut users = users.to_vec();
+    users.sort();
+    users.dedup();
+    Ok(users)
+}
+
+/// Enrolls a device with a one-time enrollment token.
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "agent",
+    request_body(content = String, content_type = "application/json",
+        description = "`{\"token\", \"hostname\", \"os\", \"agent_version\", \"users\": [..]}`"),
+    responses(
+        (status = 201, description = "`{\"device_id\", \"credential\", \"signing_key\": <public JWK>}`; the credential is shown only here"),
+        (status = 400, description = "malformed body, the field is named"),
+        (status = 401, description = "the token is unknown, revoked, expired or used up (the reason is given)"),
+        (status = 429, description = "too many enrollment attempts from this address (`Retry-After`)"),
+    ))]
+pub async fn enroll(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    app.check_enroll_rate(peer.0.ip())?;
+    let body = body?;
+    let request: EnrollRequest = json_body(&headers, &body)?;
+    bounded_text("hostname", &request.hostname, 255)?;
+    bounded_text("os", &request.os, 32)?;
+    bounded_text("agent_version", &request.agent_version, 64)?;
+    let users = check_users("users", &request.users)?;
+    let token = request.token.expose();
+    if !secret::well_formed(SecretKind::Enrollment, token) {
+        return Err(ApiError::unauthorized(
+            "not an enrollment token (they start with `pwe_`)",
+        ));
+    }
+    let device_id = secret::id("dev_", random()?);
+    let credential = secret::format(SecretKind::Device, random()?);
+    let device = NewDevice {
+        id: &device_id,
+        credential_hash: &secret::hash(&credential),
+        hostname: &request.hostname,
+        os: &request.os,
+        agent_version: &request.agent_version,
+        users: &users,
+    };
+    match app
+        .store
+        .enroll(&secret::hash(token), &device, now_ms())
+        .await?
+    {
+        Enrolled::Yes { group } => {
+            tracing::info!(device = %device_id, hostname = %request.hostname, %group, "enrolled");
+            let answer = EnrollResponse {
+                device_id: postwarden_wire::v1::DeviceId(device_id),
+                credential: Secret::new(credential),
+                signing_key: app.jwk,
+            };
+            Ok((StatusCode::CREATED, Json(answer)).into_response())
+        }
+        Enrolled::Refused(reason) => {
+            let why = match reason {
+                Refusal::Unknown => "the enrollment token is unknown",
+                Refusal::Revoked => "the enrollment token was revoked",
+                Refusal::Expired => "the enrollment token has expired",
+                Refusal::UsedUp => "the enrollment token has been used up",
+            };
+            tracing::warn!(ip = %peer.0.ip(), reason = why, "enrollment refused");
+            Err(ApiError::unauthorized(why))
+        }
+    }
+}
+
+/// `?wait=SECONDS` of a bundle request.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BundleQuery {
+    /// Long-poll: answer as soon as the bundle changes, else `304` after this many seconds (≤ 300).
+    wait: Option<u64>,
+}
+
+/// The serial in `If-None-Match: "N"` (or `W/"N"`), if it is one.
+fn if_none_match(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?.trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    value.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+/// The device's signed bundle (JWS compact serialization, `EdDSA`).
+#[utoipa::path(get, path = "/api/v1/bundle", tag = "agent", params(BundleQuery),
+    security(("device_credential" = [])),
+    responses(
+        (status = 200, description = "the bundle as a compact JWS; `ETag: \"SERIAL\"`", content_type = "application/jose"),
+        (status = 304, description = "`If-None-Match` names the current serial (after `wait` seconds at most)"),
+        (status = 401, description = "unknown or retired device credential"),
+    ))]
+pub async fn bundle(
+    State(app): State<Arc<App>>,
+    device: Device,
+    headers: HeaderMap,
+    query: Result<Query<BundleQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query?;
+    let wait = match query.wait {
+        Some(s) if Duration::from_secs(s) > app.limits.max_wait => {
+            return Err(ApiError::param(
+                "wait",
+                format!("at most {} seconds", app.limits.max_wait.as_secs()),
+            ))
+        }
+        Some(s) => Duration::from_secs(s),
+        None => Duration::ZERO,
+    };
+    let have = if_none_match(&headers);
+    app.heartbeat(&device.id, have);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = app.changes();
+    let mut shutdown = app.shutdown();
+    loop {
+        changes.borrow_and_update();
+        let bundle = app.bundle(&device.id).await?;
+        if have != Some(bundle.serial) {
+            let mut response = bundle.jws.clone().into_response();
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jose"),
+            );
+            h.insert(
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{}\"", bundle.serial)).expect("digits"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(response);
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    if let Some(serial) = have {
+        response.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&format!("\"{serial}\"")).expect("digits"),
+        );
+    }
+    Ok(response)
+}
+
+/// The public key that signs bundles (a JWK, RFC 8037), for pinning. No authentication.
+#[utoipa::path(get, path = "/api/v1/signing-key", tag = "agent",
+    responses((status = 200, description = "the public JWK `{\"kty\": \"OKP\", \"crv\": \"Ed25519\", \"x\", \"kid\"}`")))]
+pub async fn signing_key(State(app): State<Arc<App>>) -> Response {
+    Json(&app.jwk).into_response()
+}
+
+/// Replaces the device's list of local users (their variables then go into its bundle).
+#[utoipa::path(post, path = "/api/v1/users", tag = "agent",
+    security(("device_credential" = [])),
+    request_body(content = String, content_type = "application/json", description = "`{\"users\": [..]}`"),
+    responses(
+        (status = 200, description = "`{\"users\": [..]}` as stored (sorted, without duplicates)"),
+        (status = 400, description = "malformed body or user name, the field is named"),
+    ))]
+pub async fn update_users(
+    State(app): State<Arc<App>>,
+    device: Device,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body?;
+    let update: UsersUpdate = json_body(&headers, &body)?;
+    let users = check_users("users", &update.users)?;
+    app.store
+        .set_device_users(&device.id, &users, now_ms())
+        .await?;
+    app.changed().await?;
+    Ok(Json(UsersUpdate { users }).into_response())
+}
+
+/// Stores a batch of reports and drift events. Idempotent by item id.
+#[utoipa::path(post, path = "/api/v1/reports", tag = "agent",
+    security(("device_credential" = [])),
+    request_body(content = String, content_type = "application/json",
+        description = "`{\"schema\": \"postwarden.report-batch/v1\", \"items\": [..]}`"),
+    responses(
+        (status = 200, description = "`{\"accepted\": N, \"duplicates\": M}`"),
+        (status = 400, description = "malformed batch; the field is named and nothing is stored"),
+        (status = 413, description = "the body is larger than the limit (default 4 MiB)"),
+    ))]
+pub async fn post_reports(
+    State(app): State<Arc<App>>,
+    device: Device,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body?;
+    let batch: ReportBatch = json_body(&headers, &body)?;
+    if batch.items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::param(
+            "items",
+            format!("at most {MAX_BATCH_ITEMS} items per batch"),
+        ));
+    }
+    let mut items = Vec::with_capacity(batch.items.len());
+    for (i, item) in batch.items.iter().enumerate() {
+        let at_ms = i64::try_from(item.at.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| ApiError::param(&format!("items[{i}].at"), "out of range"))?;
+        let kind = match &item.kind {
+            BatchItemKind::Report { report, user } => {
+                check(NameKind::UserKey, &format!("items[{i}].user"), user)
+                    .map_err(ApiError::field)?;
+                if report.schema != REPORT_SCHEMA {
+                    return Err(ApiError::param(
+                        &format!("items[{i}].report.schema"),
+                        format!("must be {REPORT_SCHEMA:?}"),
+                    ));
+                }
+                let findings = report
+                    .findings
+                    .iter()
+                    .map(FindingRow::from_finding)
+                    .collect();
+                IngestKind::Report {
+                    user: user.clone(),
+                    report_json: serde_json::to_string(report)
+                        .map_err(|e| ApiError::internal("encoding the report", e))?,
+                    profile_id: report.profile.id.clone(),
+                    profile_version: i64::from(report.profile.version),
+                    compliant: report.compliant,
+                    findings,
+                }
+            }
+            BatchItemKind::Event { event } => {
+                check(
+                    NameKind::UserKey,
+                    &format!("items[{i}].event.user"),
+                    &event.user,
+                )
+                .map_err(ApiError::field)?;
+                IngestKind::Event(EventItem::from_event(event))
+            }
+        };
+        items.push(IngestItem {
+            id: item.id.to_string(),
+            at_ms,
+            kind,
+        });
+    }
+    let done = app.store.ingest(&device.id, &items, now_ms()).await?;
+    Ok(Json(BatchResponse {
+        accepted: done.accepted,
+        duplicates: done.duplicates,
+    })
+    .into_response())
+}
+
+/// Liveness and database readiness, for load balancers. No authentication.
+#[utoipa::path(get, path = "/healthz", tag = "agent",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`: the server and its database answer"),
+        (status = 503, description = "the database does not answer"),
+    ))]
+pub async fn health(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the database does not answer: {e}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,306 @@
+//! What the store takes and returns.
+
+use postwarden_profiles::report::Status;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::StoreError;
+
+/// Outcome of creating a named thing that must be unique while live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Yes,
+    Conflict,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProfile<'a> {
+    pub id: &'a str,
+    pub version: i64,
+    pub title: &'a str,
+    pub sha256: &'a str,
+    pub toml: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutProfile {
+    Created,
+    Identical,
+    Conflict { existing_sha256: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileInfo {
+    pub id: String,
+    pub version: i64,
+    pub title: String,
+    pub sha256: String,
+    pub uploaded_ms: i64,
+    pub uploaded_by: String,
+}
+
+impl ProfileInfo {
+    pub(crate) fn from_row(r: &AnyRow) -> ProfileInfo {
+        ProfileInfo {
+            id: r.get(0),
+            version: r.get(1),
+            title: r.get(2),
+            sha256: r.get(3),
+            uploaded_ms: r.get(4),
+            uploaded_by: r.get(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProfile {
+    pub info: ProfileInfo,
+    pub toml: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutGroup {
+    Created,
+    Updated,
+    UnknownProfile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub name: String,
+    pub profile_id: String,
+    pub profile_version: i64,
+    pub updated_ms: i64,
+    /// Live (not retired) devices in the group.
+    pub devices: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentToken<'a> {
+    pub id: &'a str,
+    pub hash: &'a str,
+    pub group: &'a str,
+    pub uses: i64,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice<'a> {
+    pub id: &'a str,
+    pub credential_hash: &'a str,
+    pub hostname: &'a str,
+    pub os: &'a str,
+    pub agent_version: &'a str,
+    pub users: &'a [String],
+}
+
+/// Why an enrollment token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unknown,
+    Revoked,
+    Expired,
+    UsedUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolled {
+    Yes { group: String },
+    Refused(Refusal),
+}
+
+/// A credential's device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    pub id: String,
+    pub group: String,
+    pub retired: bool,
+}
+
+pub(crate) const DEVICE_COLUMNS: &str = "id, group_name, hostname, os, agent_version, users, \
+     enrolled_ms, last_seen_ms, retired_ms, serial, applied_serial, last_report_ms";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: String,
+    pub group: String,
+    pub hostname: String,
+    pub os: String,
+    pub agent_version: String,
+    pub users: Vec<String>,
+    pub enrolled_ms: i64,
+    pub last_seen_ms: i64,
+    pub retired_ms: Option<i64>,
+    /// The serial of the newest bundle issued to the device.
+    pub serial: i64,
+    /// The serial the device last said it has (`If-None-Match`).
+    pub applied_serial: Option<i64>,
+    pub last_report_ms: Option<i64>,
+}
+
+impl DeviceRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<DeviceRow, StoreError> {
+        Ok(DeviceRow {
+            id: r.get(0),
+            group: r.get(1),
+            hostname: r.get(2),
+            os: r.get(3),
+            agent_version: r.get(4),
+            users: crate::parse_users(&r.get::<String, _>(5))?,
+            enrolled_ms: r.get(6),
+            last_seen_ms: r.get(7),
+            retired_ms: r.get(8),
+            serial: r.get(9),
+            applied_serial: r.get(10),
+            last_report_ms: r.get(11),
+        })
+    }
+}
+
+/// What a device's bundle is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleSource {
+    pub device: String,
+    pub group: String,
+    pub profile_id: String,
+    pub profile_version: i64,
+    pub profile_toml: String,
+    pub users: Vec<String>,
+    pub variables: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    pub serial: i64,
+    pub fingerprint: Option<String>,
+    pub issued_ms: i64,
+}
+
+/// A finding of the newest report of a device's user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentFinding {
+    pub device_id: String,
+    pub user: String,
+    pub control: String,
+    pub client: String,
+    pub scope: String,
+    pub target: String,
+    pub setting: Option<String>,
+    pub status: Status,
+    /// JSON text.
+    pub expected: String,
+    /// JSON text.
+    pub actual: String,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+    pub at_ms: i64,
+    pub profile_id: String,
+    pub profile_version: i64,
+    pub last_seen_ms: i64,
+}
+
+pub(crate) fn parse_status(text: &str) -> Result<Status, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| StoreError::Corrupt(format!("unknown finding status {text:?}")))
+}
+
+impl CurrentFinding {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<CurrentFinding, StoreError> {
+        Ok(CurrentFinding {
+            device_id: r.get(0),
+            user: r.get(1),
+            control: r.get(2),
+            client: r.get(3),
+            scope: r.get(4),
+            target: r.get(5),
+            setting: r.get(6),
+            status: parse_status(&r.get::<String, _>(7))?,
+            expected: r.get(8),
+            actual: r.get(9),
+            reason: r.get(10),
+            note: r.get(11),
+            at_ms: r.get(12),
+            profile_id: r.get(13),
+            profile_version: r.get(14),
+            last_seen_ms: r.get(15),
+        })
+    }
+}
+
+/// Filters of [`crate::Store::events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery<'a> {
+    pub device: Option<&'a str>,
+    pub control: Option<&'a str>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: i64,
+}
+
+pub(crate) const EVENT_COLUMNS: &str = "device_id, item_id, at_ms, received_ms, control, client, \
+     user_key, scope, target, setting, old_value, new_value, repaired, status, notified";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub device_id: String,
+    pub item_id: String,
+    pub at_ms: i64,
+    pub received_ms: i64,
+    pub control: String,
+    pub client: String,
+    pub user: String,
+    pub scope: String,
+    pub target: String,
+    pub setting: Option<String>,
+    /// JSON text.
+    pub old: String,
+    /// JSON text.
+    pub new: String,
+    pub repaired: bool,
+    pub status: String,
+    pub notified: Option<bool>,
+}
+
+impl EventRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            device_id: r.get(0),
+            item_id: r.get(1),
+            at_ms: r.get(2),
+            received_ms: r.get(3),
+            control: r.get(4),
+            client: r.get(5),
+            user: r.get(6),
+            scope: r.get(7),
+            target: r.get(8),
+            setting: r.get(9),
+            old: r.get(10),
+            new: r.get(11),
+            repaired: r.get::<i64, _>(12) != 0,
+            status: r.get(13),
+            notified: r.get::<Option<i64>, _>(14).map(|n| n != 0),
+        })
+    }
+}
+
+/// A stored report (history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    pub item_id: String,
+    pub user: String,
+    pub at_ms: i64,
+    pub received_ms: i64,
+    pub profile_id: String,
+    pub profile_version: i64,
+    pub compliant: bool,
+    /// The report as the agent sent it (`postwarden.report/v1`).
+    pub report_json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub source: String,
+    pub action: String,
+    pub target: String,
+    /// JSON text.
+    pub detail: String,
+}
