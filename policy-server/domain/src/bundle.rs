@@ -1,5 +1,12 @@
 //! What a device's bundle is made of (its group's profile version, its users and their
 //! variables), the fingerprint that decides when its serial advances, and the payload.
+//!
+//! The fingerprint is stored with the device's serial: when the content's fingerprint differs
+//! from the stored one, the serial is bumped. Its encoding is therefore a contract too (a test
+//! pins it): changing it bumps every device's serial once.
+//!
+//! Bounds: the caller bounds the users of a device and each user's variables when it accepts
+//! them; the work here is linear in the content.
 
 use std::collections::BTreeMap;
 
@@ -7,21 +14,27 @@ use postwarden_wire::v1::{BundlePayload, BundleProfile, BundleSchema, DeviceId};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-/// The content of a device's bundle, apart from its serial and time.
+use crate::text::hex;
+
+/// What the payload of a device's bundle is made of, apart from its serial and time.
 #[derive(Debug, Clone, Copy)]
 pub struct BundleContent<'a> {
+    /// The device id.
     pub device: &'a str,
+    /// The profile assigned to the device's group.
     pub profile_id: &'a str,
     pub profile_version: u32,
+    /// The profile's TOML text, as uploaded.
     pub profile_toml: &'a str,
-    /// The device's local users.
+    /// The device's local users (any order, duplicates allowed).
     pub users: &'a [String],
-    /// Variables of any users; only the device's users' go into the bundle.
+    /// Variables of *all* users asked for; [`payload`] keeps only the device's users'.
     pub variables: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl BundleContent<'_> {
-    /// The variables of the device's users (users without variables are left out).
+    /// The variables of the device's users (users without variables are left out): what the
+    /// payload's `variables` holds.
     pub fn device_variables(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         self.users
             .iter()
@@ -35,23 +48,28 @@ impl BundleContent<'_> {
     }
 }
 
-/// Lower-hex SHA-256 over a canonical, unambiguous encoding of the content: equal content,
-/// equal fingerprint; any change in profile, users or the users' variables, another one.
+/// Lower-hex SHA-256 over a canonical, unambiguous encoding of the content: the device, the
+/// profile (id, version, text), the device's users (sorted, deduplicated) and their variables
+/// only. Equal content ⇔ equal fingerprint: the order of `users`, duplicates in it, and other
+/// users' variables change nothing; anything else in the payload, or the users, changes it.
 pub fn fingerprint(c: &BundleContent<'_>) -> String {
     let mut users: Vec<&String> = c.users.iter().collect();
     users.sort();
     users.dedup();
+    // JSON is unambiguous (strings quoted and escaped). The keys are in alphabetical order, so
+    // the text is the same whether or not `serde_json` preserves insertion order; variables are
+    // sorted `BTreeMap`s.
     let canonical = serde_json::json!({
         "device": c.device,
         "profile": [c.profile_id, c.profile_version, c.profile_toml],
         "users": users,
         "variables": c.device_variables(),
     });
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// The payload to sign.
+/// The payload to sign for `serial`, issued at `issued_at`: schema `postwarden.bundle/v1`, the
+/// profile, and the variables of the device's users only.
 pub fn payload(c: &BundleContent<'_>, serial: u64, issued_at: OffsetDateTime) -> BundlePayload {
     BundlePayload {
         schema: BundleSchema,
@@ -68,73 +86,4 @@ pub fn payload(c: &BundleContent<'_>, serial: u64, issued_at: OffsetDateTime) ->
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn vars(pairs: &[(&str, &str, &str)]) -> BTreeMap<String, BTreeMap<String, String>> {
-        let mut m: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (u, k, v) in pairs {
-            m.entry((*u).into())
-                .or_default()
-                .insert((*k).into(), (*v).into());
-        }
-        m
-    }
-
-    #[test]
-    fn only_the_devices_users_variables_go_out() {
-        let users = vec!["alice".to_owned(), "bob".to_owned()];
-        let v = vars(&[
-            ("alice", "user.email", "a@x"),
-            ("carol", "user.email", "c@x"),
-        ]);
-        let c = BundleContent {
-            device: "dev_x",
-            profile_id: "p",
-            profile_version: 1,
-            profile_toml: "t",
-            users: &users,
-            variables: &v,
-        };
-        let p = payload(&c, 3, OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(p.variables, vars(&[("alice", "user.email", "a@x")]));
-        assert_eq!(p.serial, 3);
-        // Another user's variables do not change this device's fingerprint.
-        let v2 = vars(&[
-            ("alice", "user.email", "a@x"),
-            ("carol", "user.email", "other"),
-        ]);
-        assert_eq!(
-            fingerprint(&c),
-            fingerprint(&BundleContent {
-                variables: &v2,
-                ..c
-            })
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn fingerprints_are_equal_exactly_when_content_is(
-            a in ("[ab]", 1u32..3, "[xy]", proptest::collection::vec("[uv]", 0..3), "[01]"),
-            b in ("[ab]", 1u32..3, "[xy]", proptest::collection::vec("[uv]", 0..3), "[01]"),
-        ) {
-            let make = |(id, ver, toml, users, email): &(String, u32, String, Vec<String>, String)| {
-                (id.clone(), *ver, toml.clone(), users.clone(), vars(&[("u", "user.email", email)]))
-            };
-            let (ida, va, ta, ua, xa) = make(&a);
-            let (idb, vb, tb, ub, xb) = make(&b);
-            let ca = BundleContent { device: "d", profile_id: &ida, profile_version: va, profile_toml: &ta, users: &ua, variables: &xa };
-            let cb = BundleContent { device: "d", profile_id: &idb, profile_version: vb, profile_toml: &tb, users: &ub, variables: &xb };
-            let same_users = {
-                let mut x = ua.clone(); x.sort(); x.dedup();
-                let mut y = ub.clone(); y.sort(); y.dedup();
-                x == y
-            };
-            let same = ida == idb && va == vb && ta == tb && same_users
-                && ca.device_variables() == cb.device_variables();
-            prop_assert_eq!(fingerprint(&ca) == fingerprint(&cb), same);
-        }
-    }
-}
+mod tests;

@@ -7,19 +7,42 @@ use std::collections::BTreeMap;
 use postwarden_profiles::report::Status;
 use serde::Serialize;
 
-/// The summary categories, ordered from best to worst (the order decides "worst").
+/// The summary categories of the issue, ordered from best to worst (the order decides "worst":
+/// stale > error > non_compliant > pending_restart > compliant > not_applicable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {
+    /// The client has no such setting (`not_applicable`).
     NotApplicable,
+    /// `compliant` or `repaired`.
     Compliant,
+    /// Repaired, but the client reads it only when it starts.
     PendingRestart,
+    /// `drifted`: wrong and not changed.
     NonCompliant,
+    /// `failed`: wrong and could not be fixed.
     Error,
+    /// Not heard from within the stale limit: whatever it last said, it counts as this.
     Stale,
 }
 
 impl Bucket {
+    /// Every bucket, best first.
+    pub const ALL: [Bucket; 6] = [
+        Bucket::NotApplicable,
+        Bucket::Compliant,
+        Bucket::PendingRestart,
+        Bucket::NonCompliant,
+        Bucket::Error,
+        Bucket::Stale,
+    ];
+
+    /// The bucket named `name` as in JSON (`non_compliant`), e.g. for a `?status=` filter.
+    pub fn parse(name: &str) -> Option<Bucket> {
+        Bucket::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+
+    /// The name in JSON and CSV (`non_compliant`).
     pub fn as_str(self) -> &'static str {
         match self {
             Bucket::NotApplicable => "not_applicable",
@@ -32,7 +55,9 @@ impl Bucket {
     }
 }
 
-/// The bucket of one finding's status.
+/// The bucket of one finding's status: compliant and repaired → `Compliant`; drifted →
+/// `NonCompliant`; failed → `Error`; pending_restart → `PendingRestart`; not_applicable →
+/// `NotApplicable`.
 pub fn bucket(status: Status) -> Bucket {
     match status {
         Status::Compliant | Status::Repaired => Bucket::Compliant,
@@ -43,17 +68,22 @@ pub fn bucket(status: Status) -> Bucket {
     }
 }
 
-/// One device's current findings, as `(control, status)`.
+/// One device's current findings.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceFindings<'a> {
+    /// The device id.
     pub device: &'a str,
+    /// When the device was last heard from (unix milliseconds).
     pub last_seen_ms: i64,
+    /// `(control, status)` of each current finding, any order, a control any number of times.
     pub findings: &'a [(String, Status)],
 }
 
-/// Per control, the number of devices in each bucket.
+/// Per control, the number of devices in each bucket: each device with findings for the
+/// control counts once, by its worst bucket for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ControlCounts {
+    /// The control id (or `raw.thunderbird`).
     pub control: String,
     pub compliant: u64,
     pub non_compliant: u64,
@@ -61,8 +91,8 @@ pub struct ControlCounts {
     pub not_applicable: u64,
     pub error: u64,
     pub stale: u64,
-    /// Compliant devices over every counted device but the not-applicable ones, in percent
-    /// rounded to 0.1; `None` when no device counts.
+    /// compliant / (all counted devices − not_applicable) × 100, rounded to 0.1; `None` when
+    /// nothing counts (no device, or all not applicable).
     pub compliance_percent: Option<f64>,
 }
 
@@ -100,20 +130,26 @@ impl ControlCounts {
 /// The fleet (or a group) at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
-    /// Live devices considered.
+    /// Devices considered.
     pub devices: u64,
+    /// Devices not heard from within the stale limit (with or without findings).
     pub stale_devices: u64,
-    /// Devices that never reported (and are not stale).
+    /// Devices that are not stale and have no findings.
     pub unreported_devices: u64,
     /// Sorted by control id.
     pub controls: Vec<ControlCounts>,
 }
 
-fn is_stale(last_seen_ms: i64, now_ms: i64, stale_after_ms: i64) -> bool {
-    last_seen_ms < now_ms.saturating_sub(stale_after_ms)
+/// Whether a device last seen at `last_seen_ms` is stale at `now_ms`: silent for longer than
+/// `stale_after_ms` (`last_seen_ms < now_ms - stale_after_ms`). A negative limit counts as 0.
+pub fn is_stale(last_seen_ms: i64, now_ms: i64, stale_after_ms: i64) -> bool {
+    last_seen_ms < now_ms.saturating_sub(stale_after_ms.max(0))
 }
 
-/// Summarizes `devices` at `now_ms`.
+/// Summarizes `devices` at `now_ms`. A device counts once per control, by the worst bucket
+/// among its findings for it; a stale device (see [`is_stale`]) counts as `Stale` for every
+/// control it has findings for, never as compliant. Devices with no findings count in
+/// `unreported_devices` (or `stale_devices`). Work and memory are linear in the findings.
 pub fn summarize<'a>(
     devices: impl IntoIterator<Item = DeviceFindings<'a>>,
     now_ms: i64,
@@ -159,8 +195,8 @@ pub fn summarize<'a>(
     summary
 }
 
-/// A device's overall bucket: the worst over all its findings, `Stale` when stale, `None` when it
-/// is fresh and never reported.
+/// The device's overall bucket: the worst over all its findings; `Stale` if stale; `None` if it
+/// has no findings and is not stale.
 pub fn device_bucket(d: &DeviceFindings<'_>, now_ms: i64, stale_after_ms: i64) -> Option<Bucket> {
     if is_stale(d.last_seen_ms, now_ms, stale_after_ms) {
         return Some(Bucket::Stale);
@@ -169,114 +205,4 @@ pub fn device_bucket(d: &DeviceFindings<'_>, now_ms: i64, stale_after_ms: i64) -
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn f(control: &str, s: Status) -> (String, Status) {
-        (control.to_owned(), s)
-    }
-
-    #[test]
-    fn the_worst_status_counts_and_stale_is_never_compliant() {
-        let a = [
-            f("tls", Status::Compliant),
-            f("tls", Status::Drifted),
-            f("pw", Status::Repaired),
-        ];
-        let b = [f("tls", Status::Compliant), f("pw", Status::NotApplicable)];
-        let c = [f("tls", Status::Compliant), f("pw", Status::Compliant)];
-        let devices = [
-            DeviceFindings {
-                device: "a",
-                last_seen_ms: 1000,
-                findings: &a,
-            },
-            DeviceFindings {
-                device: "b",
-                last_seen_ms: 1000,
-                findings: &b,
-            },
-            // c was last seen long ago: stale for every control, though its findings say compliant.
-            DeviceFindings {
-                device: "c",
-                last_seen_ms: 10,
-                findings: &c,
-            },
-            DeviceFindings {
-                device: "d",
-                last_seen_ms: 1000,
-                findings: &[],
-            },
-        ];
-        let s = summarize(devices, 1000, 500);
-        assert_eq!(
-            (s.devices, s.stale_devices, s.unreported_devices),
-            (4, 1, 1)
-        );
-        let pw = &s.controls[0];
-        assert_eq!(pw.control, "pw");
-        assert_eq!((pw.compliant, pw.not_applicable, pw.stale), (1, 1, 1));
-        assert_eq!(
-            pw.compliance_percent,
-            Some(50.0),
-            "not applicable is left out"
-        );
-        let tls = &s.controls[1];
-        assert_eq!((tls.compliant, tls.non_compliant, tls.stale), (1, 1, 1));
-        assert_eq!(tls.compliance_percent, Some(33.3));
-        assert_eq!(
-            device_bucket(&devices[0], 1000, 500),
-            Some(Bucket::NonCompliant)
-        );
-        assert_eq!(device_bucket(&devices[2], 1000, 500), Some(Bucket::Stale));
-        assert_eq!(device_bucket(&devices[3], 1000, 500), None);
-    }
-
-    #[test]
-    fn buckets_order_from_best_to_worst() {
-        assert!(bucket(Status::Failed) > bucket(Status::Drifted));
-        assert!(bucket(Status::Drifted) > bucket(Status::PendingRestart));
-        assert!(bucket(Status::PendingRestart) > bucket(Status::Repaired));
-        assert!(bucket(Status::Repaired) > bucket(Status::NotApplicable));
-        assert_eq!(Bucket::Stale.as_str(), "stale");
-    }
-
-    fn status() -> impl Strategy<Value = Status> {
-        prop_oneof![
-            Just(Status::Compliant),
-            Just(Status::Repaired),
-            Just(Status::Drifted),
-            Just(Status::PendingRestart),
-            Just(Status::NotApplicable),
-            Just(Status::Failed),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn each_device_counts_once_per_control(
-            fleet in proptest::collection::vec(
-                (0i64..2000, proptest::collection::vec((0usize..4, status()), 0..8)), 0..30)
-        ) {
-            let findings: Vec<Vec<(String, Status)>> = fleet
-                .iter()
-                .map(|(_, fs)| fs.iter().map(|(c, s)| (format!("c{c}"), *s)).collect())
-                .collect();
-            let devices: Vec<DeviceFindings> = fleet
-                .iter()
-                .zip(&findings)
-                .map(|((seen, _), fs)| DeviceFindings { device: "d", last_seen_ms: *seen, findings: fs })
-                .collect();
-            let s = summarize(devices.iter().copied(), 2000, 1000);
-            for c in &s.controls {
-                let with = findings.iter().filter(|fs| fs.iter().any(|(x, _)| *x == c.control)).count();
-                prop_assert_eq!(c.total(), with as u64);
-                if let Some(p) = c.compliance_percent {
-                    prop_assert!((0.0..=100.0).contains(&p));
-                }
-            }
-            prop_assert_eq!(s.devices, fleet.len() as u64);
-        }
-    }
-}
+mod tests;

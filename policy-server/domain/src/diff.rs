@@ -4,44 +4,62 @@
 //! own `mode` takes the profile's).
 //!
 //! `raw.thunderbird` (the `[raw.thunderbird]` prefs) and `account` (the `[account]` section)
-//! are compared as pseudo-controls.
+//! are compared as pseudo-controls; `account` has no mode.
+//!
+//! Bounds: the texts are stored profiles, which were validated and size-limited on upload; the
+//! work is linear in their size.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use postwarden_profiles::{Mode, Profile, ProfileError};
 use serde::Serialize;
 
-/// How a control differs between the two versions.
+/// How a control differs between the two versions (JSON: `"added"`, `"removed"`,
+/// `"changed"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
+    /// Only in the newer version.
     Added,
+    /// Only in the older version.
     Removed,
+    /// In both, with another value or mode.
     Changed,
 }
 
 /// One control's difference.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ControlDiff {
+    /// The control id, or `raw.thunderbird` / `account`.
     pub control: String,
     pub change: Change,
+    /// The value in the older version, as its TOML wrote it (absent when added).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_from: Option<serde_json::Value>,
+    /// The value in the newer version (absent when removed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_to: Option<serde_json::Value>,
+    /// The effective mode (`enforce` / `audit`) in the older version; absent when added, and
+    /// for `account`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode_from: Option<String>,
+    /// The effective mode in the newer version; absent when removed, and for `account`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode_to: Option<String>,
+    /// The value differs (always true for added and removed).
     pub value_changed: bool,
+    /// The mode differs (true for an added or removed control that has a mode).
     pub mode_changed: bool,
 }
 
 /// The differences between two versions of one profile.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProfileDiff {
+    /// The profile id.
     pub id: String,
+    /// The older version compared (`from_toml`'s).
     pub from: u32,
+    /// The newer version compared (`to_toml`'s).
     pub to: u32,
     /// Sorted by control id; unchanged controls are left out.
     pub controls: Vec<ControlDiff>,
@@ -90,12 +108,26 @@ fn mode_name(m: Option<Mode>) -> Option<String> {
     m.map(|m| m.to_string())
 }
 
-/// Compares version `from_toml` with version `to_toml`.
+/// Compares version `from_toml` with version `to_toml` of one profile, both validated by the
+/// agent's parser ([`Profile::parse`]). An invalid text is an error whose `file` is `from` or
+/// `to`; so is a `to_toml` of another profile id (field `id`).
 pub fn diff(from_toml: &str, to_toml: &str) -> Result<ProfileDiff, ProfileError> {
     let (a, from) = side("from", from_toml)?;
     let (b, to) = side("to", to_toml)?;
+    if a.id != b.id {
+        return Err(ProfileError {
+            file: "to".to_owned(),
+            line: 0,
+            column: 0,
+            field: Some("id".to_owned()),
+            message: format!(
+                "the profile id is {:?}, not {:?}: a diff compares two versions of one profile",
+                b.id.0, a.id.0
+            ),
+        });
+    }
     let mut controls = Vec::new();
-    let ids: std::collections::BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    let ids: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
     for id in ids {
         let entry = match (from.get(id), to.get(id)) {
             (Some((v, m)), None) => ControlDiff {
@@ -141,57 +173,4 @@ pub fn diff(from_toml: &str, to_toml: &str) -> Result<ProfileDiff, ProfileError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> &'static str {
-        postwarden_profiles::builtin::BUILTIN[0].1
-    }
-
-    #[test]
-    fn identical_versions_differ_in_nothing() {
-        let d = diff(base(), base()).unwrap();
-        assert!(d.controls.is_empty(), "{d:?}");
-        assert_eq!((d.from, d.to), (1, 1));
-    }
-
-    #[test]
-    fn value_mode_added_and_removed_are_told_apart() {
-        let v2 = base()
-            .replacen("version = 1\n", "version = 2\n", 1)
-            .replacen("value = { minutes = 30 }", "value = { minutes = 15 }", 1);
-        let d = diff(base(), &v2).unwrap();
-        assert_eq!(d.controls.len(), 1);
-        let c = &d.controls[0];
-        assert_eq!(c.control, "mail-check-interval");
-        assert_eq!(c.change, Change::Changed);
-        assert!(c.value_changed && !c.mode_changed);
-        assert_eq!(c.value_to.as_ref().unwrap()["minutes"], 15);
-
-        // The profile-wide mode flips every control's effective mode.
-        let audit = base().replacen("mode = \"enforce\"", "mode = \"audit\"", 1);
-        let d = diff(base(), &audit).unwrap();
-        assert!(d
-            .controls
-            .iter()
-            .all(|c| c.mode_changed && !c.value_changed));
-        assert_eq!(d.controls[0].mode_to.as_deref(), Some("audit"));
-
-        // Dropping a whole control section removes it.
-        let start = base().find("[controls.mailbox-size-limit]").unwrap();
-        let end = base().find("[controls.settings-locked]").unwrap();
-        let fewer = format!("{}{}", &base()[..start], &base()[end..]);
-        let d = diff(base(), &fewer).unwrap();
-        assert_eq!(d.controls.len(), 1);
-        assert_eq!(d.controls[0].change, Change::Removed);
-        let d = diff(&fewer, base()).unwrap();
-        assert_eq!(d.controls[0].change, Change::Added);
-        assert_eq!(d.controls[0].control, "mailbox-size-limit");
-    }
-
-    #[test]
-    fn an_invalid_version_is_an_error_naming_its_side() {
-        let e = diff(base(), "id = 3").unwrap_err();
-        assert_eq!(e.file, "to");
-    }
-}
+mod tests;

@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::text::hex;
+
 /// What a secret is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretKind {
@@ -19,6 +21,14 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
+    /// Every kind.
+    pub const ALL: [SecretKind; 3] = [
+        SecretKind::Admin,
+        SecretKind::Enrollment,
+        SecretKind::Device,
+    ];
+
+    /// The prefix that starts every secret of this kind (`pwa_`, `pwe_`, `pwd_`).
     pub fn prefix(self) -> &'static str {
         match self {
             SecretKind::Admin => "pwa_",
@@ -31,7 +41,11 @@ impl SecretKind {
 /// The length of the base64url text of 32 bytes without padding.
 const BODY_LEN: usize = 43;
 
-/// A secret of `kind` from 32 random bytes.
+/// The length of every secret's text: a 4-character prefix and 43 base64url characters.
+pub const SECRET_LEN: usize = 4 + BODY_LEN;
+
+/// A secret of `kind`: its prefix, then base64url without padding of the 32 random bytes the
+/// caller supplies (the caller owns the random source).
 pub fn format(kind: SecretKind, random: [u8; 32]) -> String {
     let mut s = String::with_capacity(4 + BODY_LEN);
     s.push_str(kind.prefix());
@@ -39,20 +53,14 @@ pub fn format(kind: SecretKind, random: [u8; 32]) -> String {
     s
 }
 
-/// Lower-case hex SHA-256 of the secret's text: what is stored and looked up.
+/// Lower-case hex SHA-256 of the whole token text (prefix included): what the database stores
+/// and looks up. Any text hashes; check [`well_formed`] first to skip lookups of garbage.
 pub fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    out
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Whether `token` has the shape of a secret of `kind`, checked before any lookup.
+/// Whether `token` has the shape of a secret of `kind` (prefix, length, alphabet): a cheap check
+/// before any lookup, so garbage of any size costs nothing.
 pub fn well_formed(kind: SecretKind, token: &str) -> bool {
     token.strip_prefix(kind.prefix()).is_some_and(|body| {
         body.len() == BODY_LEN
@@ -62,8 +70,9 @@ pub fn well_formed(kind: SecretKind, token: &str) -> bool {
     })
 }
 
-/// A non-secret id: `prefix` then lowercase base32 (RFC 4648 alphabet, no padding) of 16 random
-/// bytes, 26 characters.
+/// A short id for a non-secret handle (device id `dev_…`, enrollment token id `enr_…`): `prefix`
+/// then lowercase base32 (RFC 4648 alphabet, no padding) of the 16 random bytes supplied, 26
+/// characters. [`crate::names::check_id`] checks the shape.
 pub fn id(prefix: &str, random: [u8; 16]) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut out = String::with_capacity(prefix.len() + 26);
@@ -71,7 +80,7 @@ pub fn id(prefix: &str, random: [u8; 16]) -> String {
     let value = u128::from_be_bytes(random);
     // 26 groups of 5 bits cover 130 bits: the top two are zero.
     for i in (0..26).rev() {
-        let index = ((value >> (i * 5)) & 31) as usize;
+        let index = usize::try_from((value >> (i * 5)) & 31).unwrap_or(0);
         out.push(char::from(ALPHABET[index]));
     }
     out
@@ -80,44 +89,121 @@ pub fn id(prefix: &str, random: [u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::{check, NameKind};
+    use crate::names::{check, check_id, NameKind};
+    use proptest::prelude::*;
 
     #[test]
     fn secrets_have_their_prefix_and_shape() {
         let t = format(SecretKind::Device, [7; 32]);
         assert!(t.starts_with("pwd_"));
-        assert_eq!(t.len(), 4 + 43);
+        assert_eq!(t.len(), SECRET_LEN);
         assert!(well_formed(SecretKind::Device, &t));
         assert!(!well_formed(SecretKind::Admin, &t), "kinds do not mix");
+        assert!(!well_formed(SecretKind::Enrollment, &t), "kinds do not mix");
         assert!(!well_formed(SecretKind::Device, &t[..t.len() - 1]));
         assert!(!well_formed(SecretKind::Device, &format!("{t}x")));
-        assert!(!well_formed(
-            SecretKind::Device,
-            "pwd_ with spaces and more than forty chars"
-        ));
-        assert_ne!(
-            format(SecretKind::Device, [7; 32]),
-            format(SecretKind::Device, [8; 32])
+        assert_eq!(
+            format(SecretKind::Admin, [0; 32]),
+            format!("pwa_{}", "A".repeat(43))
+        );
+        assert_eq!(
+            format(SecretKind::Enrollment, [0xff; 32]),
+            format!("pwe_{}8", "_".repeat(42))
         );
     }
 
     #[test]
-    fn the_hash_is_sha256_hex() {
+    fn malformed_tokens_are_refused_before_any_lookup() {
+        let good = format(SecretKind::Admin, [42; 32]);
+        let body = &good[4..];
+        for bad in [
+            String::new(),
+            "pwa_".to_owned(),
+            format!("PWA_{body}"),
+            format!("pwa_{}", &body[1..]),
+            format!("pwa_{}\0", &body[1..]),
+            format!("pwa_{}=", &body[1..]),
+            format!("pwa_{}+", &body[1..]),
+            format!("pwa_{}/", &body[1..]),
+            format!("pwa_{}é", &body[2..]),
+            format!(" {good}"),
+            format!("Bearer {good}"),
+            format!("pwa_{}", "A".repeat(1_000_000)),
+            format!("pwa_../{}", &body[3..]),
+        ] {
+            assert!(!well_formed(SecretKind::Admin, &bad), "{bad:.60}");
+        }
+    }
+
+    #[test]
+    fn the_hash_is_sha256_hex_of_the_whole_text() {
         // SHA-256("abc"), FIPS 180-2.
         assert_eq!(
             hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        // SHA-256(""), FIPS 180-2.
+        assert_eq!(
+            hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // The prefix is part of what is hashed: the same random bytes of two kinds differ.
+        assert_ne!(
+            hash(&format(SecretKind::Admin, [1; 32])),
+            hash(&format(SecretKind::Device, [1; 32]))
+        );
     }
 
     #[test]
-    fn ids_are_valid_device_ids_and_distinct() {
-        let a = id("dev_", [0; 16]);
-        let b = id("dev_", [255; 16]);
-        assert_eq!(a, "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa");
-        assert_ne!(a, b);
-        for x in [&a, &b, &id("enr_", [0x5a; 16])] {
-            check(NameKind::DeviceId, "id", x).unwrap();
+    fn ids_are_base32_of_their_bytes() {
+        assert_eq!(id("dev_", [0; 16]), "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        // 128 one-bits in 26 × 5 = 130: the top two bits are zero, so the first character is
+        // `h` (7), the others `7` (31).
+        assert_eq!(id("dev_", [255; 16]), format!("dev_h{}", "7".repeat(25)));
+        let mut one = [0; 16];
+        one[15] = 1;
+        assert_eq!(id("enr_", one), "enr_aaaaaaaaaaaaaaaaaaaaaaaaab");
+        for x in [
+            id("dev_", [0; 16]),
+            id("dev_", [255; 16]),
+            id("dev_", [0x5a; 16]),
+        ] {
+            check(NameKind::DeviceId, "id", &x).unwrap();
+        }
+        check_id("enr_", "id", &id("enr_", [9; 16])).unwrap();
+    }
+
+    /// Decodes an id's 26 base32 characters back into its 16 bytes.
+    fn decode_id(body: &str) -> Option<[u8; 16]> {
+        let mut value: u128 = 0;
+        for c in body.bytes() {
+            let digit = match c {
+                b'a'..=b'z' => c - b'a',
+                b'2'..=b'7' => c - b'2' + 26,
+                _ => return None,
+            };
+            value = value.checked_mul(32)?.checked_add(u128::from(digit))?;
+        }
+        Some(value.to_be_bytes())
+    }
+
+    proptest! {
+        #[test]
+        fn every_formatted_secret_is_well_formed_and_carries_its_bytes(random in any::<[u8; 32]>()) {
+            for kind in SecretKind::ALL {
+                let t = format(kind, random);
+                prop_assert!(well_formed(kind, &t));
+                prop_assert_eq!(t.len(), SECRET_LEN);
+                let bytes = URL_SAFE_NO_PAD.decode(&t[4..]).unwrap();
+                prop_assert_eq!(bytes.as_slice(), random.as_slice());
+            }
+        }
+
+        #[test]
+        fn ids_are_valid_and_decode_to_their_bytes(random in any::<[u8; 16]>()) {
+            let x = id("dev_", random);
+            prop_assert!(check(NameKind::DeviceId, "id", &x).is_ok());
+            prop_assert_eq!(decode_id(&x[4..]), Some(random));
         }
     }
 }

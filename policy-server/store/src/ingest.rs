@@ -1,22 +1,38 @@
-//! Storing a report batch: one transaction, idempotent by (device, item id), so a retried batch,
-//! or the same batch posted to two replicas at once, is stored once.
+//! Storing a report batch: atomically, idempotent by (device, item id), so a retried batch, or
+//! the same batch posted to two replicas at once, is stored once.
 //!
 //! A report is kept whole in `reports` (history). If it is the newest report of its device and
-//! user, its findings replace that pair's rows in `current_findings` (the live views); an older
-//! report arriving late changes only history. An event goes to `events`.
+//! user (by `at`, then item id), its findings replace that pair's rows in `current_findings`
+//! (the live views); an older report arriving late only adds to history. An event goes to
+//! `events`.
+//!
+//! Speed: rows go in as multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING item_id`
+//! statements (the returned ids are the ones stored; the rest were duplicates), so a batch
+//! costs a handful of statements whatever its size. On SQLite, batches that arrive while the
+//! writer is busy are stored together in its next transaction ([`IngestQueue`], group commit):
+//! one commit and one fsync for many batches.
+//!
+//! Replicas: the transaction first updates the device's row (its heartbeat), which holds the
+//! row's lock until commit. Every batch of one device therefore runs after the other, on any
+//! replica: the second of two identical batches finds every id stored, and no two batches
+//! wait for each other's rows in opposite orders.
+
+use std::collections::{BTreeMap, HashSet};
 
 use postwarden_profiles::report::Finding;
 use postwarden_wire::v1::DriftEvent;
-use sqlx::{Any, Transaction};
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::{placeholders, Result};
+use crate::sql::{rows_per_statement, values};
+use crate::{Backend, Result, Store, StoreError};
 
 /// One item of a batch, checked by the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestItem {
-    /// The agent's item id (a UUID).
+    /// The agent's item id (a UUID); unique per device.
     pub id: String,
-    /// When the agent produced it.
+    /// When the agent produced it (unix ms).
     pub at_ms: i64,
     pub kind: IngestKind,
 }
@@ -24,8 +40,9 @@ pub struct IngestItem {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestKind {
     Report {
+        /// The login name the report is about.
         user: String,
-        /// The report as JSON (`postwarden.report/v1`).
+        /// The report as JSON (`postwarden.report/v1`), kept verbatim as evidence.
         report_json: String,
         profile_id: String,
         profile_version: i64,
@@ -43,9 +60,16 @@ pub struct FindingRow {
     pub scope: String,
     pub target: String,
     pub setting: Option<String>,
+    /// `Status::as_str` (`compliant`, `drifted`, …).
     pub status: String,
+    /// JSON.
     pub expected: String,
+    /// JSON.
     pub actual: String,
+    /// JSON: the value before the agent repaired it.
+    pub previous: Option<String>,
+    /// Whether the client's own lock holds the setting, where known.
+    pub locked: Option<bool>,
     pub reason: Option<String>,
     pub note: Option<String>,
 }
@@ -69,13 +93,15 @@ impl FindingRow {
             status: f.status.as_str().to_owned(),
             expected: f.expected.to_string(),
             actual: f.actual.to_string(),
+            previous: f.previous.as_ref().map(ToString::to_string),
+            locked: f.locked,
             reason: f.reason.clone(),
             note: f.note.clone(),
         }
     }
 }
 
-/// A drift event as stored.
+/// A drift event as stored; JSON values as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventItem {
     pub control: String,
@@ -84,9 +110,12 @@ pub struct EventItem {
     pub scope: String,
     pub target: String,
     pub setting: Option<String>,
+    /// JSON.
     pub old: String,
+    /// JSON.
     pub new: String,
     pub repaired: bool,
+    /// `Status::as_str`.
     pub status: String,
     pub notified: Option<bool>,
 }
@@ -109,26 +138,71 @@ impl EventItem {
     }
 }
 
-/// Items stored, and items that were already stored (same device and id).
+/// Items stored, and items that were already stored (same device and id, also earlier in the
+/// same batch). `accepted + duplicates` is the number of items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ingested {
     pub accepted: u64,
     pub duplicates: u64,
 }
 
-/// Rows per multi-row INSERT of findings (15 values each: well under both databases' limits).
-const FINDINGS_PER_INSERT: usize = 500;
+struct Report<'a> {
+    id: &'a str,
+    at_ms: i64,
+    user: &'a str,
+    report_json: &'a str,
+    profile_id: &'a str,
+    profile_version: i64,
+    compliant: bool,
+    findings: &'a [FindingRow],
+}
 
-pub(crate) async fn ingest(
-    tx: &mut Transaction<'static, Any>,
+struct Event<'a> {
+    id: &'a str,
+    at_ms: i64,
+    e: &'a EventItem,
+}
+
+impl Store {
+    /// Stores a batch of the device's items, atomically; see the module documentation. Also
+    /// sets `last_seen_ms = max(last_seen_ms, now_ms)` and, for a report newer than the
+    /// device's last one, `last_report_ms` and the applied profile.
+    /// [`StoreError::UnknownDevice`] (nothing stored) for an id that was never enrolled.
+    pub async fn ingest(
+        &self,
+        device: &str,
+        items: &[IngestItem],
+        now_ms: i64,
+    ) -> Result<Ingested> {
+        if let Some(queue) = &self.ingest_queue {
+            return queue.submit(device, items, now_ms).await;
+        }
+        let mut tx = self.write().await?;
+        let backend = tx.backend;
+        let done = ingest_on(tx.conn(), backend, device, items, now_ms).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
+/// Stores one batch on `conn`, inside the caller's transaction. On
+/// [`StoreError::UnknownDevice`] it has written nothing.
+async fn ingest_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
     device: &str,
     items: &[IngestItem],
     now_ms: i64,
 ) -> Result<Ingested> {
-    let mut done = Ingested::default();
-    let mut newest_report: Option<i64> = None;
+    // Split, dropping repeats of an id within the batch (they count as duplicates).
+    let mut seen = HashSet::with_capacity(items.len());
+    let mut reports = Vec::new();
+    let mut events = Vec::new();
     for item in items {
-        let stored = match &item.kind {
+        if !seen.insert(item.id.as_str()) {
+            continue;
+        }
+        match &item.kind {
             IngestKind::Report {
                 user,
                 report_json,
@@ -136,68 +210,261 @@ pub(crate) async fn ingest(
                 profile_version,
                 compliant,
                 findings,
-            } => {
-                let inserted = sqlx::query(
-                    "INSERT INTO reports (device_id, item_id, user_key, at_ms, received_ms, \
-                     profile_id, profile_version, compliant, report) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                )
-                .bind(device)
-                .bind(&item.id)
-                .bind(user)
-                .bind(item.at_ms)
-                .bind(now_ms)
-                .bind(profile_id)
-                .bind(*profile_version)
-                .bind(i64::from(*compliant))
-                .bind(report_json)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if inserted {
-                    newest_report = Some(newest_report.map_or(item.at_ms, |t| t.max(item.at_ms)));
-                    let current = sqlx::query(
-                        "INSERT INTO current_reports (device_id, user_key, item_id, at_ms) \
-                         VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (device_id, user_key) DO UPDATE \
-                         SET item_id = excluded.item_id, at_ms = excluded.at_ms \
-                         WHERE current_reports.at_ms < excluded.at_ms",
-                    )
-                    .bind(device)
-                    .bind(user)
-                    .bind(&item.id)
-                    .bind(item.at_ms)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if current {
-                        replace_findings(
-                            tx,
-                            device,
-                            user,
-                            item.at_ms,
-                            profile_id,
-                            *profile_version,
-                            findings,
-                        )
-                        .await?;
-                    }
+            } => reports.push(Report {
+                id: &item.id,
+                at_ms: item.at_ms,
+                user,
+                report_json,
+                profile_id,
+                profile_version: *profile_version,
+                compliant: *compliant,
+                findings,
+            }),
+            IngestKind::Event(e) => events.push(Event {
+                id: &item.id,
+                at_ms: item.at_ms,
+                e,
+            }),
+        }
+    }
+
+    // The device row first: this takes its lock (see the module documentation). The newest
+    // report of the batch may move last_report_ms and the applied profile, whether or not
+    // it is a duplicate: a report stored before moved them already when it was stored.
+    let newest = reports.iter().max_by_key(|r| (r.at_ms, r.id));
+    let known = sqlx::query(
+        "UPDATE devices SET \
+         last_seen_ms = CASE WHEN last_seen_ms < $1 THEN $1 ELSE last_seen_ms END, \
+         last_report_ms = CASE WHEN $2 = 1 AND (last_report_ms IS NULL OR last_report_ms < $3) \
+             THEN $3 ELSE last_report_ms END, \
+         applied_profile_id = CASE WHEN $2 = 1 AND (last_report_ms IS NULL OR last_report_ms < $3) \
+             THEN $4 ELSE applied_profile_id END, \
+         applied_profile_version = CASE WHEN $2 = 1 \
+             AND (last_report_ms IS NULL OR last_report_ms < $3) \
+             THEN $5 ELSE applied_profile_version END \
+         WHERE id = $6",
+    )
+    .bind(now_ms)
+    .bind(i64::from(newest.is_some()))
+    .bind(newest.map_or(0, |r| r.at_ms))
+    .bind(newest.map_or("", |r| r.profile_id))
+    .bind(newest.map_or(0, |r| r.profile_version))
+    .bind(device)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if known == 0 {
+        return Err(StoreError::UnknownDevice(device.to_owned()));
+    }
+
+    let stored_reports = insert_reports(conn, backend, device, &reports, now_ms).await?;
+    let stored_events = insert_events(conn, backend, device, &events, now_ms).await?;
+
+    // The newest stored report per user may replace the user's current findings.
+    let mut newest: BTreeMap<&str, &Report<'_>> = BTreeMap::new();
+    for r in reports.iter().filter(|r| stored_reports.contains(r.id)) {
+        let slot = newest.entry(r.user).or_insert(r);
+        if (r.at_ms, r.id) > (slot.at_ms, slot.id) {
+            *slot = r;
+        }
+    }
+    for r in newest.values() {
+        make_current(conn, backend, device, r).await?;
+    }
+
+    let accepted = (stored_reports.len() + stored_events.len()) as u64;
+    Ok(Ingested {
+        accepted,
+        duplicates: items.len() as u64 - accepted,
+    })
+}
+
+// --- group commit (SQLite) ----------------------------------------------------------------
+
+/// Batches waiting for the SQLite writer. One task takes whatever queued up while the previous
+/// transaction ran and stores it in one transaction: one commit (and fsync) for many batches.
+/// It stops when the last clone of the store is dropped (the channel closes).
+#[derive(Debug)]
+pub(crate) struct IngestQueue {
+    jobs: mpsc::Sender<Job>,
+}
+
+#[derive(Debug)]
+struct Job {
+    device: String,
+    items: Vec<IngestItem>,
+    now_ms: i64,
+    reply: oneshot::Sender<Result<Ingested>>,
+}
+
+/// At most this many batches, or about this many items, per transaction (a long transaction
+/// delays the admin writes queued behind it).
+const GROUP_JOBS: usize = 64;
+const GROUP_ITEMS: usize = 20_000;
+
+impl IngestQueue {
+    /// Starts the writer task on `writer` (SQLite's pool of one connection).
+    pub(crate) fn start(writer: AnyPool) -> IngestQueue {
+        let (jobs, queued) = mpsc::channel(4 * GROUP_JOBS);
+        tokio::spawn(group_writer(writer, queued));
+        IngestQueue { jobs }
+    }
+
+    async fn submit(&self, device: &str, items: &[IngestItem], now_ms: i64) -> Result<Ingested> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            device: device.to_owned(),
+            items: items.to_vec(),
+            now_ms,
+            reply,
+        };
+        // The task ends only when the queue is dropped, so a closed channel means it died.
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Db(sqlx::Error::WorkerCrashed))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Db(sqlx::Error::WorkerCrashed))?
+    }
+}
+
+async fn group_writer(writer: AnyPool, mut queued: mpsc::Receiver<Job>) {
+    let mut group: Vec<Job> = Vec::with_capacity(GROUP_JOBS);
+    while let Some(first) = queued.recv().await {
+        let mut items = first.items.len();
+        group.push(first);
+        while group.len() < GROUP_JOBS && items < GROUP_ITEMS {
+            match queued.try_recv() {
+                Ok(job) => {
+                    items += job.items.len();
+                    group.push(job);
                 }
-                inserted
+                Err(_) => break,
             }
-            IngestKind::Event(e) => {
-                sqlx::query(
-                    "INSERT INTO events (device_id, item_id, at_ms, received_ms, control, client, \
-                     user_key, scope, target, setting, old_value, new_value, repaired, status, \
-                     notified) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                     ON CONFLICT DO NOTHING",
-                )
+        }
+        match store_group(&writer, &group).await {
+            Ok(results) => {
+                for (job, result) in group.drain(..).zip(results) {
+                    // The caller may have gone (a dropped request): the batch is stored anyway.
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                let job = group.pop().expect("one job");
+                let _ = job.reply.send(Err(e));
+            }
+            Err(e) => {
+                // One batch failed the shared transaction: each gets its own, and its own
+                // answer.
+                tracing::debug!(error = %e, batches = group.len(), "group commit failed; storing one by one");
+                for job in group.drain(..) {
+                    let result = store_alone(&writer, &job).await;
+                    let _ = job.reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Stores the group in one transaction; an unknown device fails its own batch only (it wrote
+/// nothing), any other error fails the transaction.
+async fn store_group(writer: &AnyPool, group: &[Job]) -> Result<Vec<Result<Ingested>>> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        match ingest_on(
+            &mut tx,
+            Backend::Sqlite,
+            &job.device,
+            &job.items,
+            job.now_ms,
+        )
+        .await
+        {
+            Err(StoreError::UnknownDevice(d)) => results.push(Err(StoreError::UnknownDevice(d))),
+            Err(e) => return Err(e),
+            Ok(done) => results.push(Ok(done)),
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn store_alone(writer: &AnyPool, job: &Job) -> Result<Ingested> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    let done = ingest_on(
+        &mut tx,
+        Backend::Sqlite,
+        &job.device,
+        &job.items,
+        job.now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Inserts the reports; returns the ids actually stored (not stored before).
+async fn insert_reports<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    device: &str,
+    reports: &[Report<'a>],
+    now_ms: i64,
+) -> Result<HashSet<String>> {
+    const COLUMNS: usize = 9;
+    let mut stored = HashSet::with_capacity(reports.len());
+    for chunk in reports.chunks(rows_per_statement(COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO reports (device_id, item_id, user_key, at_ms, received_ms, profile_id, \
+             profile_version, compliant, report) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING item_id",
+            values(backend, chunk.len(), COLUMNS)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
                 .bind(device)
-                .bind(&item.id)
-                .bind(item.at_ms)
+                .bind(r.id)
+                .bind(r.user)
+                .bind(r.at_ms)
+                .bind(now_ms)
+                .bind(r.profile_id)
+                .bind(r.profile_version)
+                .bind(i64::from(r.compliant))
+                .bind(r.report_json);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            stored.insert(row.get::<String, _>(0));
+        }
+    }
+    Ok(stored)
+}
+
+/// Inserts the events; returns the ids actually stored.
+async fn insert_events<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    device: &str,
+    events: &[Event<'a>],
+    now_ms: i64,
+) -> Result<HashSet<String>> {
+    const COLUMNS: usize = 15;
+    let mut stored = HashSet::with_capacity(events.len());
+    for chunk in events.chunks(rows_per_statement(COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO events (device_id, item_id, at_ms, received_ms, control, client, \
+             user_key, scope, target, setting, old_value, new_value, repaired, status, \
+             notified) VALUES {} ON CONFLICT DO NOTHING RETURNING item_id",
+            values(backend, chunk.len(), COLUMNS)
+        );
+        let mut q = sqlx::query(&sql);
+        for Event { id, at_ms, e } in chunk {
+            q = q
+                .bind(device)
+                .bind(*id)
+                .bind(*at_ms)
                 .bind(now_ms)
                 .bind(&e.control)
                 .bind(&e.client)
@@ -209,65 +476,59 @@ pub(crate) async fn ingest(
                 .bind(&e.new)
                 .bind(i64::from(e.repaired))
                 .bind(&e.status)
-                .bind(e.notified.map(i64::from))
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-                    == 1
-            }
-        };
-        if stored {
-            done.accepted += 1;
-        } else {
-            done.duplicates += 1;
+                .bind(e.notified.map(i64::from));
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            stored.insert(row.get::<String, _>(0));
         }
     }
-    let report_ms = newest_report.unwrap_or(i64::MIN);
-    sqlx::query(
-        "UPDATE devices SET \
-         last_seen_ms = CASE WHEN last_seen_ms < $1 THEN $1 ELSE last_seen_ms END, \
-         last_report_ms = CASE WHEN $2 = 1 AND (last_report_ms IS NULL OR last_report_ms < $3) \
-                               THEN $3 ELSE last_report_ms END \
-         WHERE id = $4",
-    )
-    .bind(now_ms)
-    .bind(i64::from(newest_report.is_some()))
-    .bind(report_ms)
-    .bind(device)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done)
+    Ok(stored)
 }
 
-async fn replace_findings(
-    tx: &mut Transaction<'static, Any>,
+/// Makes `r` the current report of its device and user if it is newer (by at, then id) than
+/// the current one, replacing the pair's current findings.
+async fn make_current(
+    conn: &mut AnyConnection,
+    backend: Backend,
     device: &str,
-    user: &str,
-    at_ms: i64,
-    profile_id: &str,
-    profile_version: i64,
-    findings: &[FindingRow],
+    r: &Report<'_>,
 ) -> Result<()> {
+    let newer = sqlx::query(
+        "INSERT INTO current_reports (device_id, user_key, item_id, at_ms) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (device_id, user_key) DO UPDATE \
+         SET item_id = excluded.item_id, at_ms = excluded.at_ms \
+         WHERE (current_reports.at_ms, current_reports.item_id) < (excluded.at_ms, excluded.item_id)",
+    )
+    .bind(device)
+    .bind(r.user)
+    .bind(r.id)
+    .bind(r.at_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !newer {
+        return Ok(());
+    }
     sqlx::query("DELETE FROM current_findings WHERE device_id = $1 AND user_key = $2")
         .bind(device)
-        .bind(user)
-        .execute(&mut **tx)
+        .bind(r.user)
+        .execute(&mut *conn)
         .await?;
-    for chunk in findings.chunks(FINDINGS_PER_INSERT) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * 15 + 1, 15)))
-            .collect();
+    const COLUMNS: usize = 17;
+    for chunk in r.findings.chunks(rows_per_statement(COLUMNS)) {
         let sql = format!(
             "INSERT INTO current_findings (device_id, user_key, control, client, scope, target, \
-             setting, status, expected, actual, reason, note, at_ms, profile_id, \
-             profile_version) VALUES {}",
-            rows.join(", ")
+             setting, status, expected, actual, previous, locked, reason, note, at_ms, \
+             profile_id, profile_version) VALUES {}",
+            values(backend, chunk.len(), COLUMNS)
         );
         let mut q = sqlx::query(&sql);
         for f in chunk {
             q = q
                 .bind(device)
-                .bind(user)
+                .bind(r.user)
                 .bind(&f.control)
                 .bind(&f.client)
                 .bind(&f.scope)
@@ -276,13 +537,15 @@ async fn replace_findings(
                 .bind(&f.status)
                 .bind(&f.expected)
                 .bind(&f.actual)
+                .bind(f.previous.as_deref())
+                .bind(f.locked.map(i64::from))
                 .bind(f.reason.as_deref())
                 .bind(f.note.as_deref())
-                .bind(at_ms)
-                .bind(profile_id)
-                .bind(profile_version);
+                .bind(r.at_ms)
+                .bind(r.profile_id)
+                .bind(r.profile_version);
         }
-        q.execute(&mut **tx).await?;
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

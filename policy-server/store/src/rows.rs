@@ -10,25 +10,34 @@ use crate::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
     Yes,
+    /// A live one with that name exists; nothing was written.
     Conflict,
 }
 
+/// A validated profile version to store.
 #[derive(Debug, Clone)]
 pub struct NewProfile<'a> {
     pub id: &'a str,
     pub version: i64,
     pub title: &'a str,
+    /// Lower-hex SHA-256 of `toml`: what "identical" compares.
     pub sha256: &'a str,
     pub toml: &'a str,
 }
 
+/// Outcome of [`crate::Store::put_profile`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutProfile {
     Created,
+    /// The same id, version and sha256 are stored already; nothing was written.
     Identical,
-    Conflict { existing_sha256: String },
+    /// The same id and version are stored with other content; nothing was written.
+    Conflict {
+        existing_sha256: String,
+    },
 }
 
+/// A stored profile version, without its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileInfo {
     pub id: String,
@@ -36,6 +45,7 @@ pub struct ProfileInfo {
     pub title: String,
     pub sha256: String,
     pub uploaded_ms: i64,
+    /// The audit actor who uploaded it.
     pub uploaded_by: String,
 }
 
@@ -52,19 +62,24 @@ impl ProfileInfo {
     }
 }
 
+/// A stored profile version with its TOML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredProfile {
     pub info: ProfileInfo,
     pub toml: String,
 }
 
+/// Outcome of [`crate::Store::put_group`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutGroup {
     Created,
+    /// The group existed and now has the given assignment.
     Updated,
+    /// No such profile version; nothing was written.
     UnknownProfile,
 }
 
+/// A group and its assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupInfo {
     pub name: String,
@@ -75,18 +90,25 @@ pub struct GroupInfo {
     pub devices: i64,
 }
 
+/// An enrollment token to store.
 #[derive(Debug, Clone)]
 pub struct NewEnrollmentToken<'a> {
+    /// The public handle (`enr_…`), for revocation.
     pub id: &'a str,
+    /// `domain::secret::hash` of the token.
     pub hash: &'a str,
     pub group: &'a str,
+    /// Enrollments it allows (at least 1).
     pub uses: i64,
     pub expires_ms: i64,
 }
 
+/// A device to enroll.
 #[derive(Debug, Clone)]
 pub struct NewDevice<'a> {
+    /// `dev_…`, chosen by the caller.
     pub id: &'a str,
+    /// `domain::secret::hash` of the device credential.
     pub credential_hash: &'a str,
     pub hostname: &'a str,
     pub os: &'a str,
@@ -103,6 +125,7 @@ pub enum Refusal {
     UsedUp,
 }
 
+/// Outcome of [`crate::Store::enroll`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enrolled {
     Yes { group: String },
@@ -118,8 +141,10 @@ pub struct DeviceAuth {
 }
 
 pub(crate) const DEVICE_COLUMNS: &str = "id, group_name, hostname, os, agent_version, users, \
-     enrolled_ms, last_seen_ms, retired_ms, serial, applied_serial, last_report_ms";
+     enrolled_ms, last_seen_ms, retired_ms, serial, applied_serial, last_report_ms, \
+     applied_profile_id, applied_profile_version";
 
+/// A device as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
     pub id: String,
@@ -135,7 +160,10 @@ pub struct DeviceRow {
     pub serial: i64,
     /// The serial the device last said it has (`If-None-Match`).
     pub applied_serial: Option<i64>,
+    /// When its newest report was made.
     pub last_report_ms: Option<i64>,
+    /// The profile id and version its newest report was checked against.
+    pub applied_profile: Option<(String, i64)>,
 }
 
 impl DeviceRow {
@@ -146,18 +174,22 @@ impl DeviceRow {
             hostname: r.get(2),
             os: r.get(3),
             agent_version: r.get(4),
-            users: crate::parse_users(&r.get::<String, _>(5))?,
+            users: crate::devices::parse_users(&r.get::<String, _>(5))?,
             enrolled_ms: r.get(6),
             last_seen_ms: r.get(7),
             retired_ms: r.get(8),
             serial: r.get(9),
             applied_serial: r.get(10),
             last_report_ms: r.get(11),
+            applied_profile: match (r.get::<Option<String>, _>(12), r.get(13)) {
+                (Some(id), Some(version)) => Some((id, version)),
+                _ => None,
+            },
         })
     }
 }
 
-/// What a device's bundle is made of.
+/// What a device's bundle is made of, and the serial state stored for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleSource {
     pub device: String,
@@ -166,8 +198,11 @@ pub struct BundleSource {
     pub profile_version: i64,
     pub profile_toml: String,
     pub users: Vec<String>,
+    /// The variables of `users` (users without any are absent).
     pub variables: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// The newest bundle's serial (0: none issued yet).
     pub serial: i64,
+    /// The content fingerprint of that bundle (`None`: none issued yet).
     pub fingerprint: Option<String>,
     pub issued_ms: i64,
 }
@@ -187,13 +222,23 @@ pub struct CurrentFinding {
     pub expected: String,
     /// JSON text.
     pub actual: String,
+    /// JSON text: the value before the agent repaired it.
+    pub previous: Option<String>,
+    /// Whether the client's own lock holds the setting, where known.
+    pub locked: Option<bool>,
     pub reason: Option<String>,
     pub note: Option<String>,
+    /// When the report was made.
     pub at_ms: i64,
     pub profile_id: String,
     pub profile_version: i64,
+    /// When the device was last heard from.
     pub last_seen_ms: i64,
 }
+
+pub(crate) const CURRENT_FINDING_COLUMNS: &str = "f.device_id, f.user_key, f.control, f.client, \
+     f.scope, f.target, f.setting, f.status, f.expected, f.actual, f.previous, f.locked, \
+     f.reason, f.note, f.at_ms, f.profile_id, f.profile_version";
 
 pub(crate) fn parse_status(text: &str) -> Result<Status, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
@@ -213,12 +258,14 @@ impl CurrentFinding {
             status: parse_status(&r.get::<String, _>(7))?,
             expected: r.get(8),
             actual: r.get(9),
-            reason: r.get(10),
-            note: r.get(11),
-            at_ms: r.get(12),
-            profile_id: r.get(13),
-            profile_version: r.get(14),
-            last_seen_ms: r.get(15),
+            previous: r.get(10),
+            locked: r.get::<Option<i64>, _>(11).map(|n| n != 0),
+            reason: r.get(12),
+            note: r.get(13),
+            at_ms: r.get(14),
+            profile_id: r.get(15),
+            profile_version: r.get(16),
+            last_seen_ms: r.get(17),
         })
     }
 }
@@ -228,14 +275,18 @@ impl CurrentFinding {
 pub struct EventQuery<'a> {
     pub device: Option<&'a str>,
     pub control: Option<&'a str>,
+    /// Inclusive.
     pub since_ms: Option<i64>,
+    /// Exclusive.
     pub until_ms: Option<i64>,
+    /// Clamped to 1..=1000.
     pub limit: i64,
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "device_id, item_id, at_ms, received_ms, control, client, \
      user_key, scope, target, setting, old_value, new_value, repaired, status, notified";
 
+/// A stored drift event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
     pub device_id: String,
@@ -293,8 +344,10 @@ pub struct ReportRow {
     pub report_json: String,
 }
 
+/// An audit-log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
+    /// Increases with every entry; never reused.
     pub seq: i64,
     pub at_ms: i64,
     pub actor: String,
