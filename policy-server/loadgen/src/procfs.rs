@@ -136,9 +136,6 @@ pub fn sample_tree(root: u32) -> Result<Sample> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MachineTicks {
     pub busy: u64,
-    /// Interrupt and soft-interrupt time (inside `busy`): the kernel's network work, charged
-    /// to no process.
-    pub irq: u64,
     pub total: u64,
 }
 
@@ -159,7 +156,6 @@ pub fn parse_machine(text: &str) -> Option<MachineTicks> {
     let idle = values[3] + values[4];
     Some(MachineTicks {
         busy: total - idle,
-        irq: values.get(5).copied().unwrap_or(0) + values.get(6).copied().unwrap_or(0),
         total,
     })
 }
@@ -231,7 +227,6 @@ mod tests {
             parse_machine(text),
             Some(MachineTicks {
                 busy: 170,
-                irq: 5,
                 total: 1190
             })
         );

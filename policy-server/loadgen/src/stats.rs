@@ -246,8 +246,8 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<Usage>,
     pub loadgen: Usage,
-    /// CPU the rest of the machine used in the window (all busy CPU minus interrupt time, the
-    /// server, the database and the generator), in cores: neighbours that disturbed the run.
+    /// CPU the rest of the machine used in the window (all busy CPU minus the server, the
+    /// database and the generator), in cores: neighbours that disturbed the run.
     #[serde(default)]
     pub others_cores: f64,
     /// Cores of the machine.

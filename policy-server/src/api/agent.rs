@@ -195,6 +195,11 @@ pub async fn bundle(
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return Ok(response);
         }
+        // No wait left (a plain conditional GET): answer now. Entering the select with a
+        // deadline of "now" would still sleep until tokio's next timer tick (1-2 ms).
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
