@@ -92,20 +92,29 @@ async fn every_route_is_in_the_openapi_document_and_served() {
 #[tokio::test]
 async fn the_pin_matches_the_served_certificate_and_a_wrong_pin_fails() {
     let s = Server::start(Db::Sqlite);
-    // curl accepts the very same string (`--pinnedpubkey`), when curl is installed.
-    if let Ok(out) = Command::new("curl")
-        .args(["-sS", "-k", "--pinnedpubkey", &s.pin])
-        .arg(format!("{}/api/v1/signing-key", s.url))
-        .output()
-    {
-        assert!(
-            out.status.success(),
-            "curl --pinnedpubkey: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v, s.jwk);
-    }
+    // curl accepts the very same string (`--pinnedpubkey`) and refuses another one. curl is a
+    // test dependency (scripts/install-test-deps.sh): a missing curl fails, nothing is skipped.
+    let curl = |pin: &str| {
+        Command::new("curl")
+            .args(["-sS", "-k", "--pinnedpubkey", pin])
+            .arg(format!("{}/api/v1/signing-key", s.url))
+            .output()
+            .expect("curl runs (scripts/install-test-deps.sh installs it)")
+    };
+    let out = curl(&s.pin);
+    assert!(
+        out.status.success(),
+        "curl --pinnedpubkey: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, s.jwk);
+    assert!(
+        !curl("sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .status
+            .success(),
+        "curl accepted a wrong pin"
+    );
     let wrong = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned();
     let client = postwarden_transport::client(
         &postwarden_transport::Trust::Pins(vec![wrong]),

@@ -2,7 +2,7 @@
 //! devices, compliance, drift events and the audit log. Every change is written together with
 //! its audit-log entry (who, what, when, from where), or not at all.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{json_body, listing, require_content_type, Admin};
-use crate::app::{now_ms, rfc3339, App};
+use crate::app::{now_ms, random_bytes, rfc3339, App};
 use crate::problem::{ApiError, ApiResult};
 
 /// Most variables one user may have, and the longest value.
@@ -48,6 +48,11 @@ fn audit<'a>(
         detail,
         at_ms: now_ms(),
     }
+}
+
+/// A CSV header row.
+fn columns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
 }
 
 fn name(kind: NameKind, field: &str, value: &str) -> ApiResult<()> {
@@ -187,16 +192,14 @@ pub async fn list_profiles(
         &headers,
         &serde_json::json!({ "profiles": profiles }),
         || Table {
-            header: [
+            header: columns(&[
                 "id",
                 "version",
                 "title",
                 "sha256",
                 "uploaded_at",
                 "uploaded_by",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ]),
             rows: rows
                 .iter()
                 .map(|r| {
@@ -287,16 +290,14 @@ pub async fn diff_profile(
     let diff = postwarden_server_domain::diff::diff(&a.toml, &b.toml)
         .map_err(|e| ApiError::internal("reading a stored profile", e))?;
     Ok(listing(&headers, &diff, || Table {
-        header: [
+        header: columns(&[
             "control",
             "change",
             "value_from",
             "value_to",
             "mode_from",
             "mode_to",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows: diff
             .controls
             .iter()
@@ -418,9 +419,7 @@ pub async fn list_groups(
         &headers,
         &serde_json::json!({ "groups": json }),
         || Table {
-            header: ["group", "profile", "version", "devices", "updated_at"]
-                .map(String::from)
-                .to_vec(),
+            header: columns(&["group", "profile", "version", "devices", "updated_at"]),
             rows: groups
                 .iter()
                 .map(|g| {
@@ -485,12 +484,8 @@ pub async fn create_enrollment_token(
             "must be 60 seconds to a year",
         ));
     }
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| ApiError::internal("the random source", e))?;
-    let token = secret::format(SecretKind::Enrollment, random);
-    let mut random_id = [0u8; 16];
-    getrandom::fill(&mut random_id).map_err(|e| ApiError::internal("the random source", e))?;
-    let id = secret::id("enr_", random_id);
+    let token = secret::format(SecretKind::Enrollment, random_bytes()?);
+    let id = secret::id("enr_", random_bytes()?);
     let now = now_ms();
     let expires_ms = now + i64::try_from(request.expires_in_s * 1000).unwrap_or(i64::MAX);
     let source = admin.source.to_string();
@@ -542,7 +537,7 @@ pub async fn revoke_enrollment_token(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let Path(id) = path?;
-    name(NameKind::DeviceId, "id", &id.replacen("enr_", "dev_", 1))?;
+    postwarden_server_domain::names::check_id("enr_", "id", &id).map_err(ApiError::field)?;
     let source = admin.source.to_string();
     let revoked = app
         .store
@@ -680,49 +675,31 @@ pub struct DeviceQuery {
     status: Option<String>,
 }
 
-const DEVICE_STATUSES: &[&str] = &[
-    "compliant",
-    "non_compliant",
-    "pending_restart",
-    "not_applicable",
-    "error",
-    "stale",
-    "unreported",
-];
+/// `unreported`: enrolled, fresh, but no report yet. The other statuses are the buckets.
+const UNREPORTED: &str = "unreported";
 
-fn bucket_name(b: Option<Bucket>) -> String {
-    match b {
-        Some(b) => serde_json::to_value(b)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        None => "unreported".to_owned(),
-    }
-}
-
-/// Findings per device, from the current findings.
-fn by_device(findings: &[CurrentFinding]) -> BTreeMap<&str, Vec<(String, Status)>> {
-    let mut map: BTreeMap<&str, Vec<(String, Status)>> = BTreeMap::new();
-    for f in findings {
-        map.entry(f.device_id.as_str())
-            .or_default()
-            .push((f.control.clone(), f.status));
-    }
-    map
-}
-
-struct DeviceView {
+/// A device with its current findings (all, or one control's) and the status they give it.
+struct DeviceView<'a> {
     row: DeviceRow,
     last_seen_ms: i64,
     stale: bool,
-    status: String,
+    bucket: Option<Bucket>,
+    findings: Vec<&'a CurrentFinding>,
+    /// `(control, status)` of `findings`, as the compliance arithmetic takes them.
+    pairs: Vec<(String, Status)>,
 }
 
-fn device_json(v: &DeviceView) -> serde_json::Value {
+impl DeviceView<'_> {
+    fn status(&self) -> &'static str {
+        self.bucket.map_or(UNREPORTED, Bucket::as_str)
+    }
+}
+
+fn device_json(v: &DeviceView<'_>) -> serde_json::Value {
     let r = &v.row;
     serde_json::json!({
         "id": r.id, "hostname": r.hostname, "os": r.os, "agent_version": r.agent_version,
-        "group": r.group, "users": r.users, "status": v.status, "stale": v.stale,
+        "group": r.group, "users": r.users, "status": v.status(), "stale": v.stale,
         "last_seen": rfc3339(v.last_seen_ms), "enrolled_at": rfc3339(r.enrolled_ms),
         "bundle_serial": r.serial, "applied_serial": r.applied_serial,
         "last_report_at": r.last_report_ms.map(rfc3339),
@@ -730,44 +707,50 @@ fn device_json(v: &DeviceView) -> serde_json::Value {
     })
 }
 
-async fn device_views(
+/// Joins devices with the findings read for them (one query each, by the caller); a device's
+/// last contact counts heartbeats not yet written.
+fn device_views<'a>(
     app: &App,
-    group: Option<&str>,
-    include_retired: bool,
-) -> ApiResult<Vec<DeviceView>> {
-    let devices = app.store.list_devices(group, include_retired).await?;
-    let findings = app.store.current_findings(group, None).await?;
-    let per_device = by_device(&findings);
+    devices: Vec<DeviceRow>,
+    findings: &'a [CurrentFinding],
+) -> Vec<DeviceView<'a>> {
+    let mut per_device: HashMap<&str, Vec<&'a CurrentFinding>> = HashMap::new();
+    for f in findings {
+        per_device.entry(f.device_id.as_str()).or_default().push(f);
+    }
     let now = now_ms();
     let stale_after = app.stale_after_ms();
-    Ok(devices
+    devices
         .into_iter()
         .map(|row| {
             let last_seen_ms = app
                 .pending_heartbeat(&row.id)
                 .map_or(row.last_seen_ms, |b| b.at_ms.max(row.last_seen_ms));
-            let empty = Vec::new();
-            let f = per_device.get(row.id.as_str()).unwrap_or(&empty);
+            let findings = per_device.remove(row.id.as_str()).unwrap_or_default();
+            let pairs: Vec<(String, Status)> = findings
+                .iter()
+                .map(|f| (f.control.clone(), f.status))
+                .collect();
             let d = DeviceFindings {
                 device: &row.id,
                 last_seen_ms,
-                findings: f,
+                findings: &pairs,
             };
-            let stale = last_seen_ms < now.saturating_sub(stale_after);
-            let status = bucket_name(compliance::device_bucket(&d, now, stale_after));
             DeviceView {
+                bucket: compliance::device_bucket(&d, now, stale_after),
+                stale: compliance::is_stale(last_seen_ms, now, stale_after),
                 row,
                 last_seen_ms,
-                stale,
-                status,
+                findings,
+                pairs,
             }
         })
-        .collect())
+        .collect()
 }
 
-fn device_table(views: &[DeviceView]) -> Table {
+fn device_table(views: &[DeviceView<'_>]) -> Table {
     Table {
-        header: [
+        header: columns(&[
             "id",
             "hostname",
             "group",
@@ -779,9 +762,7 @@ fn device_table(views: &[DeviceView]) -> Table {
             "bundle_serial",
             "applied_serial",
             "users",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows: views
             .iter()
             .map(|v| {
@@ -790,7 +771,7 @@ fn device_table(views: &[DeviceView]) -> Table {
                     r.id.clone(),
                     r.hostname.clone(),
                     r.group.clone(),
-                    v.status.clone(),
+                    v.status().to_owned(),
                     v.stale.to_string(),
                     rfc3339(v.last_seen_ms),
                     r.os.clone(),
@@ -820,16 +801,19 @@ pub async fn list_devices(
         name(NameKind::Group, "group", g)?;
     }
     if let Some(s) = &q.status {
-        if !DEVICE_STATUSES.contains(&s.as_str()) {
+        if Bucket::parse(s).is_none() && s != UNREPORTED {
+            let names: Vec<&str> = Bucket::ALL.iter().map(|b| b.as_str()).collect();
             return Err(ApiError::param(
                 "status",
-                format!("must be one of {}", DEVICE_STATUSES.join(", ")),
+                format!("must be one of {}, {UNREPORTED}", names.join(", ")),
             ));
         }
     }
-    let mut views = device_views(&app, q.group.as_deref(), false).await?;
+    let devices = app.store.list_devices(q.group.as_deref(), false).await?;
+    let findings = app.store.current_findings(q.group.as_deref(), None).await?;
+    let mut views = device_views(&app, devices, &findings);
     if let Some(s) = &q.status {
-        views.retain(|v| &v.status == s);
+        views.retain(|v| v.status() == s);
     }
     let json: Vec<_> = views.iter().map(device_json).collect();
     Ok(listing(
@@ -855,10 +839,9 @@ pub async fn get_device(
     let Some(row) = app.store.get_device(&id).await? else {
         return Err(ApiError::not_found(format!("no device {id}")));
     };
-    let views = device_views(&app, Some(&row.group), true).await?;
-    let Some(view) = views.into_iter().find(|v| v.row.id == id) else {
-        return Err(ApiError::not_found(format!("no device {id}")));
-    };
+    let findings = app.store.current_findings(Some(&row.group), None).await?;
+    let views = device_views(&app, vec![row], &findings);
+    let view = &views[0];
     let mut seen = BTreeSet::new();
     let mut reports = Vec::new();
     for r in app.store.reports_of(&id, 200).await? {
@@ -871,7 +854,7 @@ pub async fn get_device(
             }));
         }
     }
-    let mut json = device_json(&view);
+    let mut json = device_json(view);
     json["reports"] = serde_json::Value::Array(reports);
     Ok(Json(json).into_response())
 }
@@ -935,15 +918,14 @@ pub async fn compliance_summary(
     if let Some(g) = &q.group {
         name(NameKind::Group, "group", g)?;
     }
-    let views = device_views(&app, q.group.as_deref(), false).await?;
+    let devices = app.store.list_devices(q.group.as_deref(), false).await?;
     let findings = app.store.current_findings(q.group.as_deref(), None).await?;
-    let per_device = by_device(&findings);
-    let empty = Vec::new();
+    let views = device_views(&app, devices, &findings);
     let summary = compliance::summarize(
         views.iter().map(|v| DeviceFindings {
             device: &v.row.id,
             last_seen_ms: v.last_seen_ms,
-            findings: per_device.get(v.row.id.as_str()).unwrap_or(&empty),
+            findings: &v.pairs,
         }),
         now_ms(),
         app.stale_after_ms(),
@@ -954,7 +936,7 @@ pub async fn compliance_summary(
     json["generated_at"] = rfc3339(now_ms()).into();
     json["stale_after_s"] = app.limits.stale_after.as_secs().into();
     Ok(listing(&headers, &json, || Table {
-        header: [
+        header: columns(&[
             "control",
             "compliant",
             "non_compliant",
@@ -963,9 +945,7 @@ pub async fn compliance_summary(
             "error",
             "stale",
             "compliance_percent",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows: summary
             .controls
             .iter()
@@ -1005,38 +985,25 @@ pub async fn compliance_control(
     if let Some(g) = &q.group {
         name(NameKind::Group, "group", g)?;
     }
-    let views = device_views(&app, q.group.as_deref(), false).await?;
+    let devices = app.store.list_devices(q.group.as_deref(), false).await?;
     let findings = app
         .store
         .current_findings(q.group.as_deref(), Some(&control))
         .await?;
-    let now = now_ms();
-    let stale_after = app.stale_after_ms();
+    // Only this control's findings are read, so each view's bucket is the control's.
+    let views = device_views(&app, devices, &findings);
     let mut devices = Vec::new();
     let mut rows = Vec::new();
     for v in &views {
-        let mine: Vec<&CurrentFinding> = findings
-            .iter()
-            .filter(|f| f.device_id == v.row.id)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let pairs: Vec<(String, Status)> =
-            mine.iter().map(|f| (f.control.clone(), f.status)).collect();
-        let d = DeviceFindings {
-            device: &v.row.id,
-            last_seen_ms: v.last_seen_ms,
-            findings: &pairs,
-        };
-        let bucket = compliance::device_bucket(&d, now, stale_after);
         if matches!(
-            bucket,
+            v.bucket,
             Some(Bucket::Compliant | Bucket::NotApplicable) | None
-        ) {
+        ) || v.findings.is_empty()
+        {
             continue;
         }
-        let failing: Vec<&&CurrentFinding> = mine
+        let failing: Vec<&&CurrentFinding> = v
+            .findings
             .iter()
             .filter(|f| v.stale || !f.status.is_satisfied())
             .collect();
@@ -1046,7 +1013,7 @@ pub async fn compliance_control(
                 rows.push(vec![
                     v.row.id.clone(),
                     v.row.hostname.clone(),
-                    bucket_name(bucket),
+                    v.status().to_owned(),
                     f.user.clone(),
                     f.client.clone(),
                     f.scope.clone(),
@@ -1062,7 +1029,7 @@ pub async fn compliance_control(
             .collect();
         devices.push(serde_json::json!({
             "id": v.row.id, "hostname": v.row.hostname, "group": v.row.group,
-            "status": bucket_name(bucket), "stale": v.stale, "last_seen": rfc3339(v.last_seen_ms),
+            "status": v.status(), "stale": v.stale, "last_seen": rfc3339(v.last_seen_ms),
             "findings": evidence,
         }));
     }
@@ -1070,7 +1037,7 @@ pub async fn compliance_control(
         &headers,
         &serde_json::json!({"control": control, "group": q.group, "devices": devices}),
         || Table {
-            header: [
+            header: columns(&[
                 "device",
                 "hostname",
                 "status",
@@ -1083,9 +1050,7 @@ pub async fn compliance_control(
                 "expected",
                 "actual",
                 "reason",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ]),
             rows,
         },
     ))
@@ -1175,12 +1140,10 @@ pub async fn list_events(
         &headers,
         &serde_json::json!({ "events": json }),
         || Table {
-            header: [
+            header: columns(&[
                 "at", "device", "control", "client", "user", "scope", "target", "setting", "old",
                 "new", "repaired", "status", "notified",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ]),
             rows: events
                 .iter()
                 .map(|e| {
@@ -1245,9 +1208,7 @@ pub async fn audit_log(
         &headers,
         &serde_json::json!({ "entries": json }),
         || Table {
-            header: ["seq", "at", "actor", "source", "action", "target", "detail"]
-                .map(String::from)
-                .to_vec(),
+            header: columns(&["seq", "at", "actor", "source", "action", "target", "detail"]),
             rows: rows
                 .iter()
                 .map(|r| {

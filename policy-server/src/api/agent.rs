@@ -24,7 +24,7 @@ use postwarden_wire::v1::{
 use serde::Deserialize;
 
 use super::{json_body, Device};
-use crate::app::{now_ms, App};
+use crate::app::{now_ms, random_bytes, App};
 use crate::problem::{ApiError, ApiResult};
 use crate::tls::Peer;
 
@@ -32,12 +32,6 @@ use crate::tls::Peer;
 pub const MAX_USERS: usize = 1000;
 /// Most items in one report batch.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
-
-fn random<const N: usize>() -> ApiResult<[u8; N]> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal("the random source", e))?;
-    Ok(bytes)
-}
 
 fn bounded_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
     if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
@@ -96,8 +90,8 @@ pub async fn enroll(
             "not an enrollment token (they start with `pwe_`)",
         ));
     }
-    let device_id = secret::id("dev_", random()?);
-    let credential = secret::format(SecretKind::Device, random()?);
+    let device_id = secret::id("dev_", random_bytes()?);
+    let credential = secret::format(SecretKind::Device, random_bytes()?);
     let device = NewDevice {
         id: &device_id,
         credential_hash: &secret::hash(&credential),
@@ -174,7 +168,10 @@ pub async fn bundle(
         None => Duration::ZERO,
     };
     let have = if_none_match(&headers);
-    app.heartbeat(&device.id, have);
+    // The extractor already counted the request; only the serial the device has is new here.
+    if have.is_some() {
+        app.heartbeat(&device.id, have);
+    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = app.changes();
     let mut shutdown = app.shutdown();
