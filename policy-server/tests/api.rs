@@ -91,6 +91,10 @@ fn event_item(user: &str, control: &str) -> BatchItem {
                 repaired: true,
                 status: Status::Repaired,
                 notified: Some(true),
+                contested: false,
+                changed_by: None,
+                note: None,
+                merged: None,
             },
         },
     }

@@ -206,8 +206,8 @@ pub struct ReportBatch {
 /// One queued item. `id` is chosen by the agent so the server can drop a resent item as a
 /// duplicate.
 ///
-/// JSON: `{"id", "at", "kind": "report", "report", "user"}` or `{"id", "at", "kind": "event",
-/// "event"}`.
+/// JSON: `{"id", "at", "kind": "report", "report", "user"}`, `{"id", "at", "kind": "event",
+/// "event"}` or `{"id", "at", "kind": "notice", "notice"}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchItem {
     pub id: Uuid,
@@ -224,6 +224,8 @@ pub enum BatchItemKind {
     Report { report: Report, user: String },
     /// A single change seen (and maybe repaired) between runs.
     Event { event: DriftEvent },
+    /// Something about the agent itself (see [`Notice`]).
+    Notice { notice: Notice },
 }
 
 /// The wire form of [`BatchItem`]. Serde cannot refuse unknown fields of a struct with a
@@ -243,6 +245,12 @@ enum RawBatchItem {
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
         event: DriftEvent,
+    },
+    Notice {
+        id: Uuid,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        notice: Notice,
     },
 }
 
@@ -285,6 +293,11 @@ impl<'de> Deserialize<'de> for BatchItem {
                 at,
                 kind: BatchItemKind::Event { event },
             },
+            RawBatchItem::Notice { id, at, notice } => BatchItem {
+                id,
+                at,
+                kind: BatchItemKind::Notice { notice },
+            },
         })
     }
 }
@@ -314,6 +327,55 @@ pub struct DriftEvent {
     /// Whether the user was told about it; absent when the agent does not notify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified: Option<bool>,
+    /// The setting was repaired too often within an hour: the agent leaves it alone until the
+    /// next bundle or until the hour has passed (no endless fight with another tool).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contested: bool,
+    /// What changed the setting, where the agent knows it (e.g. a running Thunderbird).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+    /// Why the setting was not repaired, or what else the reader needs to know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// How many earlier events for this setting the agent's full queue folded into this one
+    /// (`old` is then the oldest of them). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<u64>,
+}
+
+/// Something about the agent itself rather than a setting: a refused bundle, a profile it
+/// could not parse, events it had to shed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    /// What happened, in words, e.g. the verification error.
+    pub detail: String,
+    /// The serial of the bundle it is about, when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// A bundle failed verification (signature, device, serial, schema); the agent keeps
+    /// enforcing the last good one.
+    BundleRefused,
+    /// A verified bundle's profile or variables could not be used; the last good one stays.
+    ProfileRefused,
+    /// The agent's queue was full and dropped items it could not fold into later ones.
+    QueueShed,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::BundleRefused => "bundle_refused",
+            NoticeKind::ProfileRefused => "profile_refused",
+            NoticeKind::QueueShed => "queue_shed",
+        }
+    }
 }
 
 /// `200` answer to [`ReportBatch`]: items stored, and items already stored before (same `id`).

@@ -88,6 +88,10 @@ fn drift_event() -> DriftEvent {
         repaired: true,
         status: Status::Repaired,
         notified: None,
+        contested: false,
+        changed_by: None,
+        note: None,
+        merged: None,
     }
 }
 
@@ -433,7 +437,7 @@ fn unknown_fields_are_refused() {
         unknown field `agent`, expected `schema` or `items`
         unknown field `seq`, expected one of `id`, `at`, `report`, `user`
         unknown field `report`, expected one of `id`, `at`, `event`
-        unknown field `severity`, expected one of `control`, `client`, `user`, `scope`, `target`, `setting`, `old`, `new`, `repaired`, `status`, `notified`
+        unknown field `severity`, expected one of `control`, `client`, `user`, `scope`, `target`, `setting`, `old`, `new`, `repaired`, `status`, `notified`, `contested`, `changed_by`, `note`, `merged`
         unknown field `rejected`, expected `accepted` or `duplicates`
         unknown field `hint`, expected one of `line`, `column`, `field`, `message`"#]].assert_eq(&errors.join("\n"));
 }
@@ -478,7 +482,7 @@ fn wrong_shapes_are_refused() {
         refused::<BundlePayload>(&negative_serial),
     ];
     expect![[r#"
-        unknown variant `heartbeat`, expected `report` or `event`
+        unknown variant `heartbeat`, expected one of `report`, `event`, `notice`
         the 'offset hour' component could not be parsed
         UUID parsing failed: invalid character: found `i` at 0
         missing field `old`

@@ -1,0 +1,1 @@
+//! Desktop notifications for the logged-in user (being written: see the issue 10 brief).
