@@ -20,6 +20,11 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # start themselves (tests/support/src/pg.rs); curl checks the certificate pin format.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# postwarden-desktop's tests run a real session bus (dbus-daemon), ask it who owns a name
+# (dbus-send), and drop to another user the way the agent does (util-linux's setpriv).
+command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus-daemon)
+command -v dbus-send >/dev/null 2>&1 || need_apt+=(dbus-bin)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then

@@ -11,9 +11,12 @@
 #   scripts/windows.sh bench [ROUNDS [KEYS [VALUES]]]  watcher latency (examples/watch_latency)
 #   scripts/windows.sh bench-check [ROUNDS]  Outlook check of the baseline, 10 accounts
 #                                        (agent/core/examples/outlook_check)
-#   scripts/windows.sh clippy            clippy -D warnings on the registry crate, the agent core
-#                                        and the agent for Windows (Linux clippy never sees
-#                                        cfg(windows) code)
+#   scripts/windows.sh bench-service [TRIALS]  drift -> repaired and re-verified by the running
+#                                        agent (`postwarden-agent.exe run`, release), default
+#                                        1000 trials (agent/daemon/examples/service_latency)
+#   scripts/windows.sh clippy            clippy -D warnings on the registry crate, the agent core,
+#                                        the agent and its service-side crates for Windows (Linux
+#                                        clippy never sees cfg(windows) code)
 #   scripts/windows.sh env               print the environment the others use, for `eval`
 #
 # The toolchain is Debian's rustc-web 1.96 with the std sources (rust-web-src) and -Zbuild-std:
@@ -221,6 +224,20 @@ cmd_bench_check() {
     --example outlook_check -- "$@"
 }
 
+# The running agent against drift written by another process, in a throwaway prefix: both
+# programs in release, the agent started by the example (which passes it a Windows path; Z: is
+# the Unix root in every Wine prefix).
+cmd_bench_service() {
+  cmd_prefix
+  set_build_env
+  cd "$ROOT"
+  "$CARGO" build "${BUILD_ARGS[@]}" --release -p postwarden-agent --bin postwarden-agent >&2
+  "$CARGO" build "${BUILD_ARGS[@]}" --release -p postwarden-daemon --example service_latency >&2
+  local out=$WIN_TARGET_DIR/$TARGET/release
+  with_throwaway_prefix wine "$out/examples/service_latency.exe" --throwaway-registry \
+    "Z:${out//\//\\}\\postwarden-agent.exe" "$@"
+}
+
 cmd_clippy() {
   require_deps
   set_build_env
@@ -234,6 +251,11 @@ cmd_clippy() {
     --lib --examples "$@" -- -D warnings
   CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-agent \
     --bins "$@" -- -D warnings
+  # The long-running agent's crates: the daemon (with the registry watcher and the latency
+  # example), the queue (SQLite), desktop notices and the service manager's side.
+  CARGO=$CARGO /usr/bin/cargo-clippy clippy "${BUILD_ARGS[@]}" -p postwarden-daemon \
+    -p postwarden-queue -p postwarden-desktop -p postwarden-service --lib --examples "$@" \
+    -- -D warnings
 }
 
 cmd_env() {
@@ -246,7 +268,7 @@ cmd_env() {
 }
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -261,6 +283,7 @@ test) cmd_test "$@" ;;
 build) cmd_build "$@" ;;
 bench) cmd_bench "$@" ;;
 bench-check) cmd_bench_check "$@" ;;
+bench-service) cmd_bench_service "$@" ;;
 clippy) cmd_clippy "$@" ;;
 env) cmd_env "$@" ;;
 *) usage ;;

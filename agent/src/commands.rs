@@ -22,6 +22,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apply(args) => check_or_apply(args, RunKind::Apply),
         Command::Restore(args) => restore(args),
         Command::Export(args) => export(args),
+        Command::Enroll(args) => crate::daemon::enroll(args),
+        Command::Run(args) => crate::daemon::run(args),
+        Command::Status(args) => crate::daemon::status(args),
+        Command::Service(args) => crate::daemon::service(args),
+        Command::NotifyUser => Ok(crate::daemon::notify_user()),
     }
 }
 

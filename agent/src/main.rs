@@ -13,20 +13,35 @@ use clap::Parser;
 
 mod args;
 mod commands;
+mod daemon;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
     let cli = args::Cli::parse();
+    init_logging(&cli.command);
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("postwarden-agent: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs go to standard error: `warn` for the one-shot commands, `info` for `run` (a service's
+/// journal), JSON lines with `run --log-format json`. `RUST_LOG` overrides the level.
+fn init_logging(command: &args::Command) {
+    let (default, json) = match command {
+        args::Command::Run(r) => ("info", r.log_format == args::LogFormat::Json),
+        _ => ("warn", false),
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
 }

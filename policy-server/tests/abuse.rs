@@ -175,6 +175,146 @@ async fn malformed_bodies_are_named_and_store_nothing(db: Db) {
 }
 on_both!(malformed_bodies_are_named_and_store_nothing);
 
+/// (reports, events, notices) of `device`, as the admin API shows them.
+async fn stored(s: &Server, device: &str) -> (usize, usize, usize) {
+    let detail = s.get_json(&format!("/api/v1/devices/{device}")).await;
+    let events = s.get_json("/api/v1/events?limit=1000").await;
+    (
+        detail["reports"].as_array().unwrap().len(),
+        events["events"].as_array().unwrap().len(),
+        detail["notices"].as_array().unwrap().len(),
+    )
+}
+
+/// The free texts of issue 10's wire are bounded: an oversized or control-character
+/// `notice.detail`, `event.note` or `event.changed_by`, or a number beyond the database's
+/// range, refuses the whole batch naming the field, and nothing of it is stored.
+async fn oversized_event_and_notice_texts_are_named_and_store_nothing(db: Db) {
+    let s = Server::start(db);
+    let (device, credential) = enrolled(&s).await;
+    let before = stored(&s, &device).await;
+    assert_eq!(before, (0, 0, 0));
+    let report = {
+        let profile = postwarden_test_support::baseline();
+        postwarden_profiles::report::Report::new(
+            postwarden_profiles::report::RunKind::Check,
+            &profile,
+            Vec::new(),
+            None,
+        )
+    };
+    let event = json!({
+        "control": "mail-check-interval", "client": "thunderbird", "user": "alice",
+        "scope": "p", "target": "t", "old": 1, "new": 2, "repaired": false,
+        "status": "drifted", "contested": true, "changed_by": "Thunderbird", "note": "why",
+        "merged": 2
+    });
+    let notice = json!({"kind": "bundle_refused", "detail": "bad signature", "serial": 3});
+    let batch = |event: &Value, notice: &Value| {
+        json!({"schema": "postwarden.report-batch/v1", "items": [
+            {"id": uuid::Uuid::new_v4(), "at": "2026-11-28T10:00:00Z", "kind": "report",
+             "report": report, "user": "alice"},
+            {"id": uuid::Uuid::new_v4(), "at": "2026-11-28T10:00:01Z", "kind": "event",
+             "event": event},
+            {"id": uuid::Uuid::new_v4(), "at": "2026-11-28T10:00:02Z", "kind": "notice",
+             "notice": {"kind": "queue_shed", "detail": "fine"}},
+            {"id": uuid::Uuid::new_v4(), "at": "2026-11-28T10:00:03Z", "kind": "notice",
+             "notice": notice},
+        ]})
+    };
+    let with = |base: &Value, member: &str, value: Value| {
+        let mut v = base.clone();
+        v[member] = value;
+        v
+    };
+    let huge = "x".repeat(4097);
+    for (body, field) in [
+        (
+            batch(&event, &with(&notice, "detail", huge.clone().into())),
+            "items[3].notice.detail",
+        ),
+        (
+            batch(&event, &with(&notice, "detail", "a\u{0}b".into())),
+            "items[3].notice.detail",
+        ),
+        (
+            batch(&event, &with(&notice, "detail", "".into())),
+            "items[3].notice.detail",
+        ),
+        (
+            batch(&event, &with(&notice, "serial", json!(u64::MAX))),
+            "items[3].notice.serial",
+        ),
+        (
+            batch(&with(&event, "note", huge.clone().into()), &notice),
+            "items[1].event.note",
+        ),
+        (
+            batch(&with(&event, "note", "bell\u{7}".into()), &notice),
+            "items[1].event.note",
+        ),
+        (
+            batch(
+                &with(&event, "changed_by", "x".repeat(1025).into()),
+                &notice,
+            ),
+            "items[1].event.changed_by",
+        ),
+        (
+            batch(&with(&event, "changed_by", "two\nlines".into()), &notice),
+            "items[1].event.changed_by",
+        ),
+        (
+            batch(&with(&event, "merged", json!(u64::MAX)), &notice),
+            "items[1].event.merged",
+        ),
+    ] {
+        let r = s
+            .request(Method::POST, "/api/v1/reports")
+            .bearer_auth(&credential)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = expect(r, StatusCode::BAD_REQUEST).await;
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(field),
+            "the detail names the field: {p}"
+        );
+        assert!(
+            !p.to_string().contains(&huge),
+            "the value is not echoed back"
+        );
+        assert_eq!(
+            stored(&s, &device).await,
+            before,
+            "nothing of a refused batch: {field}"
+        );
+    }
+    // At the limits, with line breaks in the messages: stored.
+    let ok = batch(
+        &with(&event, "note", format!("{}\n\t.", "n".repeat(4093)).into()),
+        &with(&notice, "detail", "d".repeat(4096).into()),
+    );
+    let ok = {
+        let mut ok = ok;
+        ok["items"][1]["event"]["changed_by"] = "c".repeat(1024).into();
+        ok
+    };
+    let r = s
+        .request(Method::POST, "/api/v1/reports")
+        .bearer_auth(&credential)
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
+    let v = expect(r, StatusCode::OK).await;
+    assert_eq!(v["accepted"], 4, "{v}");
+    assert_eq!(stored(&s, &device).await, (1, 1, 2));
+}
+on_both!(oversized_event_and_notice_texts_are_named_and_store_nothing);
+
 async fn bad_credentials_and_tokens(db: Db) {
     let s = Server::start(db);
     let (device, credential) = enrolled(&s).await;

@@ -6,8 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{baseline_toml, baseline_v2_toml, expect, Db, Server};
-use postwarden_wire::v1::{BatchItem, BatchItemKind, DriftEvent, ReportBatch, ReportBatchSchema};
+use common::{baseline_toml, baseline_v2_toml, csv_records, expect, Db, Server};
+use postwarden_wire::v1::{
+    BatchItem, BatchItemKind, DriftEvent, Notice, NoticeKind, ReportBatch, ReportBatchSchema,
+};
 use postwarden_wire::{verify_bundle, Jwk};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -95,6 +97,21 @@ fn event_item(user: &str, control: &str) -> BatchItem {
                 changed_by: None,
                 note: None,
                 merged: None,
+            },
+        },
+    }
+}
+
+fn notice_item(kind: NoticeKind, detail: &str, serial: Option<u64>, at: &str) -> BatchItem {
+    BatchItem {
+        id: uuid::Uuid::new_v4(),
+        at: time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        kind: BatchItemKind::Notice {
+            notice: Notice {
+                kind,
+                detail: detail.into(),
+                serial,
             },
         },
     }
@@ -447,6 +464,162 @@ async fn admin_workflow(db: Db) {
     assert!(text.contains("listening"), "{text}");
 }
 on_both!(admin_workflow);
+
+/// Issue 10's wire: an event's `contested`, `changed_by`, `note` and `merged` come back in
+/// `GET /events` (JSON and CSV); notices are stored once, shown on their device newest first
+/// (at most 50), and a replay counts them as duplicates.
+async fn event_context_and_notices_are_stored_and_shown(db: Db) {
+    let s = Server::start(db);
+    s.upload(&baseline_toml(), StatusCode::CREATED).await;
+    s.put_group("office", "bsi-m5.57", 1).await;
+    let token = s.enrollment_token("office", 2).await;
+    let (device, credential) = s.enroll(&token, &["alice"]).await;
+    let (other, other_credential) = s.enroll(&token, &["alice"]).await;
+
+    let mut contested = event_item("alice", "mail-check-interval");
+    let BatchItemKind::Event { event } = &mut contested.kind else {
+        unreachable!()
+    };
+    event.repaired = false;
+    event.status = postwarden_profiles::report::Status::Drifted;
+    event.contested = true;
+    event.changed_by = Some("Thunderbird (pid 42), which rewrites prefs.js when it exits".into());
+    event.note =
+        Some("repaired 5 times within an hour, \"left alone\";\nuntil the next bundle".into());
+    event.merged = Some(3);
+    let plain = event_item("alice", "require-tls");
+    let refused = notice_item(
+        NoticeKind::BundleRefused,
+        "the signature does not verify with the pinned key",
+        Some(7),
+        "2026-11-28T10:00:02Z",
+    );
+    let shed = notice_item(
+        NoticeKind::QueueShed,
+        "120 queued items were dropped:\n\tthe queue was full",
+        None,
+        "2026-11-28T10:00:03Z",
+    );
+    let b = batch(vec![
+        report_item("alice", &[], "2026-11-28T10:00:00Z"),
+        contested.clone(),
+        plain.clone(),
+        refused.clone(),
+        shed.clone(),
+    ]);
+    assert_eq!(post_batch(&s, &credential, &b).await, (5, 0));
+    assert_eq!(
+        post_batch(&s, &credential, &b).await,
+        (0, 5),
+        "a replayed batch: the notices too"
+    );
+
+    // JSON.
+    let events = s.get_json(&format!("/api/v1/events?device={device}")).await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let by_id = |id: uuid::Uuid| {
+        events
+            .iter()
+            .find(|e| e["id"] == id.to_string().as_str())
+            .unwrap_or_else(|| panic!("event {id} in {events:?}"))
+    };
+    let e = by_id(contested.id);
+    assert_eq!(
+        [
+            &e["contested"],
+            &e["changed_by"],
+            &e["note"],
+            &e["merged"],
+            &e["repaired"],
+            &e["status"],
+        ],
+        [
+            &json!(true),
+            &json!("Thunderbird (pid 42), which rewrites prefs.js when it exits"),
+            &json!("repaired 5 times within an hour, \"left alone\";\nuntil the next bundle"),
+            &json!(3),
+            &json!(false),
+            &json!("drifted"),
+        ]
+    );
+    let p = by_id(plain.id);
+    assert_eq!(
+        [&p["contested"], &p["changed_by"], &p["note"], &p["merged"]],
+        [&json!(false), &Value::Null, &Value::Null, &json!(0)],
+        "absent on the wire: not contested, nothing folded"
+    );
+
+    // CSV: the same values, one column each.
+    let r = s
+        .admin(Method::GET, &format!("/api/v1/events?device={device}"))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let rows = csv_records(&r.text().await.unwrap());
+    let row = rows
+        .iter()
+        .find(|r| r["control"] == "mail-check-interval")
+        .unwrap();
+    let cells = |r: &BTreeMap<String, String>| {
+        ["contested", "changed_by", "note", "merged"].map(|c| r[c].clone())
+    };
+    assert_eq!(
+        cells(row),
+        [
+            "true",
+            "Thunderbird (pid 42), which rewrites prefs.js when it exits",
+            "repaired 5 times within an hour, \"left alone\";\nuntil the next bundle",
+            "3",
+        ]
+    );
+    let row = rows.iter().find(|r| r["control"] == "require-tls").unwrap();
+    assert_eq!(cells(row), ["false", "", "", "0"]);
+
+    // The device shows its notices, newest first, exactly these members.
+    let detail = s.get_json(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(
+        detail["notices"],
+        json!([
+            {"id": shed.id.to_string(), "at": "2026-11-28T10:00:03Z", "kind": "queue_shed",
+             "detail": "120 queued items were dropped:\n\tthe queue was full", "serial": null},
+            {"id": refused.id.to_string(), "at": "2026-11-28T10:00:02Z", "kind": "bundle_refused",
+             "detail": "the signature does not verify with the pinned key", "serial": 7},
+        ])
+    );
+    let detail = s.get_json(&format!("/api/v1/devices/{other}")).await;
+    assert_eq!(
+        detail["notices"],
+        json!([]),
+        "another device's notices stay off"
+    );
+
+    // At most the newest 50, of many delivered in one batch.
+    let many = batch(
+        (0..60)
+            .map(|i| {
+                notice_item(
+                    NoticeKind::ProfileRefused,
+                    &format!("notice {i:02}"),
+                    Some(i),
+                    &format!("2026-11-28T11:00:{i:02}Z"),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(post_batch(&s, &other_credential, &many).await, (60, 0));
+    let detail = s.get_json(&format!("/api/v1/devices/{other}")).await;
+    let shown: Vec<u64> = detail["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["serial"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shown, (10..60).rev().collect::<Vec<u64>>());
+}
+on_both!(event_context_and_notices_are_stored_and_shown);
 
 async fn long_poll_wakes_on_change(db: Db) {
     let s = Server::start(db);

@@ -15,9 +15,9 @@ pub mod template;
 pub mod thunderbird_rules;
 
 pub use model::{
-    AccountError, AccountField, AccountType, Control, ControlId, ControlValue, Extension,
-    MailAccount, Mode, Profile, ProfileId, ProfileVersion, RawPrefs, RawValue, ResolvedAccount,
-    Severity, TlsMinimum,
+    AccountError, AccountField, AccountType, AgentSettings, Control, ControlId, ControlValue,
+    Extension, MailAccount, Mode, Profile, ProfileId, ProfileVersion, RawPrefs, RawValue,
+    ResolvedAccount, Severity, TlsMinimum,
 };
 pub use parse::{ProfileError, FORMAT_VERSION};
 pub use template::{Template, TemplateError, Vars};

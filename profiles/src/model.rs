@@ -217,6 +217,8 @@ pub struct Profile {
     pub raw_thunderbird: Option<RawPrefs>,
     /// The mail account a configuration profile creates (`[account]`), if the profile has one.
     pub account: Option<MailAccount>,
+    /// How the agent's service behaves under this profile (`[agent]`).
+    pub agent: AgentSettings,
     /// The name the profile was loaded from (a path or `builtin:<id>`).
     pub source: String,
 }
@@ -224,6 +226,25 @@ pub struct Profile {
 impl Profile {
     pub fn control(&self, id: ControlId) -> Option<&Control> {
         self.controls.iter().find(|c| c.id == id)
+    }
+}
+
+/// The `[agent]` section: how the running agent treats the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// Tell the logged-in user when the agent reverts their change, naming the setting and
+    /// that the organisation manages it (BSI M 5.57: users must know). Default: on.
+    pub notify_user: bool,
+    /// At most one notice per setting in this many seconds (10 to 86,400; default 300).
+    pub notify_interval_secs: u32,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            notify_user: true,
+            notify_interval_secs: 300,
+        }
     }
 }
 

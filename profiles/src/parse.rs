@@ -56,6 +56,17 @@ struct RawProfile {
     raw: Option<RawSection>,
     #[serde(default)]
     account: Option<RawAccount>,
+    #[serde(default)]
+    agent: Option<RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    #[serde(default)]
+    notify_user: Option<bool>,
+    #[serde(default)]
+    notify_interval: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +313,10 @@ impl Profile {
         };
 
         let account = raw.account.map(|a| account(&ctx, a)).transpose()?;
+        let agent = match raw.agent {
+            None => AgentSettings::default(),
+            Some(a) => agent_settings(&ctx, a)?,
+        };
 
         Ok(Profile {
             id: ProfileId(raw.id.into_inner()),
@@ -312,9 +327,34 @@ impl Profile {
             controls,
             raw_thunderbird,
             account,
+            agent,
             source: file.to_owned(),
         })
     }
+}
+
+fn agent_settings(ctx: &Ctx<'_>, raw: RawAgent) -> Result<AgentSettings, ProfileError> {
+    let defaults = AgentSettings::default();
+    let notify_interval_secs = match raw.notify_interval {
+        None => defaults.notify_interval_secs,
+        Some(v) => {
+            let secs = *v.get_ref();
+            u32::try_from(secs)
+                .ok()
+                .filter(|s| (10..=86_400).contains(s))
+                .ok_or_else(|| {
+                    ctx.error(
+                        v.span().start,
+                        Some("agent.notify_interval".to_owned()),
+                        format!("{secs}: expected seconds between 10 and 86400"),
+                    )
+                })?
+        }
+    };
+    Ok(AgentSettings {
+        notify_user: raw.notify_user.unwrap_or(defaults.notify_user),
+        notify_interval_secs,
+    })
 }
 
 fn account(ctx: &Ctx<'_>, raw: RawAccount) -> Result<MailAccount, ProfileError> {

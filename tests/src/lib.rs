@@ -11,6 +11,7 @@
 //! * [`wine`]: the agent's Windows build in a throwaway Wine prefix (Outlook's registry).
 
 pub mod fixture;
+pub mod fleet;
 pub mod marionette;
 pub mod pop3;
 pub mod thunderbird;

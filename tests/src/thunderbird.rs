@@ -149,6 +149,8 @@ pub struct LaunchOptions {
     /// Files to copy into Thunderbird's HOME: `(path relative to HOME, source file)`, e.g. the
     /// user's `~/.mime.types`.
     pub home_files: Vec<(String, PathBuf)>,
+    /// Run on the profile itself instead of a copy (see [`ThunderbirdRun::start_in_place`]).
+    pub in_place: bool,
 }
 
 impl Default for LaunchOptions {
@@ -161,6 +163,7 @@ impl Default for LaunchOptions {
             extra_prefs: Vec::new(),
             keep_tmp: std::env::var_os("POSTWARDEN_E2E_KEEP_TMP").is_some_and(|v| v == "1"),
             home_files: Vec::new(),
+            in_place: false,
         }
     }
 }
@@ -211,6 +214,22 @@ impl ThunderbirdRun {
         Self::start_with(profile, LaunchOptions::with_etc(etc_thunderbird))
     }
 
+    /// Starts Thunderbird on `profile` itself, not a copy, as a user's Thunderbird runs: it
+    /// takes the profile's `lock`, rewrites its prefs.js and removes the lock when it exits, so
+    /// an agent watching the profile sees a running Thunderbird. The harness prefs (Marionette's
+    /// port, `remote.prefs.recommended=false`) are appended to the profile's prefs.js;
+    /// `opts.profile_files` is ignored. HOME is still a temporary folder (see
+    /// [`LaunchOptions::home_files`]).
+    pub fn start_in_place(profile: &Path, opts: LaunchOptions) -> Result<Self> {
+        Self::start_with(
+            profile,
+            LaunchOptions {
+                in_place: true,
+                ..opts
+            },
+        )
+    }
+
     /// Starts Thunderbird on a copy of `profile` with explicit options.
     pub fn start_with(profile: &Path, opts: LaunchOptions) -> Result<Self> {
         let binary = require_thunderbird_at(&opts.binary)?;
@@ -218,7 +237,11 @@ impl ThunderbirdRun {
             .prefix("postwarden-e2e-tb-")
             .tempdir()
             .context("creating the temporary directory")?;
-        let copy = tmp.path().join("profile");
+        let copy = if opts.in_place {
+            profile.to_path_buf()
+        } else {
+            tmp.path().join("profile")
+        };
         let home = tmp.path().join("home");
         fs::create_dir_all(&copy)?;
         fs::create_dir_all(&home)?;
@@ -229,7 +252,7 @@ impl ThunderbirdRun {
             }
             fs::copy(src, &dst).with_context(|| format!("copying {}", src.display()))?;
         }
-        for name in &opts.profile_files {
+        for name in opts.profile_files.iter().filter(|_| !opts.in_place) {
             let src = profile.join(name);
             if src.is_file() {
                 fs::copy(&src, copy.join(name))
@@ -339,7 +362,7 @@ impl ThunderbirdRun {
         self.startup
     }
 
-    /// The profile copy Thunderbird runs on.
+    /// The profile copy Thunderbird runs on (the profile itself when started in place).
     pub fn profile_copy(&self) -> &Path {
         &self.profile
     }

@@ -120,6 +120,35 @@ impl WinePrefix {
         Ok(())
     }
 
+    /// `wine reg delete KEY /v NAME /f`.
+    pub fn reg_delete_value(&self, key: &str, name: &str) -> Result<()> {
+        self.reg(&["delete", key, "/v", name, "/f"])?;
+        Ok(())
+    }
+
+    /// `wine reg query KEY /v NAME`: the value's type and data as reg.exe prints them
+    /// (`REG_DWORD`, `0x3`); `None` if the key or the value does not exist. Names are compared
+    /// without regard to case, as Windows does.
+    pub fn reg_query(&self, key: &str, name: &str) -> Result<Option<(String, String)>> {
+        let mut cmd = self.command("reg");
+        cmd.args(["query", key, "/v", name]);
+        let out = self.run(cmd)?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        // `    NAME    TYPE    DATA` (names may contain single spaces).
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split("    ").collect();
+            match fields[..] {
+                ["", n, ty, data] if n.eq_ignore_ascii_case(name) => {
+                    Some((ty.to_owned(), data.trim_end().to_owned()))
+                }
+                _ => None,
+            }
+        }))
+    }
+
     /// The raw bytes `wine reg export KEY` writes; `None` if the key does not exist.
     pub fn reg_export_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let (win, unix) = self.c_file("export.reg");
@@ -147,6 +176,14 @@ impl WinePrefix {
         let mut cmd = self.command(agent_exe());
         cmd.args(args);
         self.run(cmd)
+    }
+
+    /// `wine postwarden-agent.exe <args>`, not started yet: for the long-running `run`, whose
+    /// output the caller reads as it comes.
+    pub fn agent_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(agent_exe());
+        cmd.args(args);
+        cmd
     }
 
     /// Starts `wine <exe>` in the background (for a stand-in `OUTLOOK.EXE`); killed on drop of

@@ -162,6 +162,40 @@ fn the_layers_stay_apart() {
         ],
         "the server shares only the profile language, reports and wire types with the agent",
     );
+    forbid(
+        "postwarden-server",
+        &[
+            "postwarden-daemon",
+            "postwarden-queue",
+            "postwarden-desktop",
+            "postwarden-service",
+        ],
+        "the server shares only the profile language, reports and wire types with the agent",
+    );
+    // The service is a thin loop around the core's session, not a second implementation.
+    forbid(
+        "postwarden-daemon",
+        &["postwarden-engine", "postwarden-clients", "clap"],
+        "the service reaches the clients only through the core's session",
+    );
+    // The service's edges stand alone: each can be replaced without touching the others.
+    for krate in [
+        "postwarden-queue",
+        "postwarden-desktop",
+        "postwarden-service",
+    ] {
+        forbid(
+            krate,
+            &[
+                "postwarden-agent-core",
+                "postwarden-engine",
+                "postwarden-clients",
+                "postwarden-daemon",
+                "tokio",
+            ],
+            "the outbox, the desktop notices and the service installer are independent edges",
+        );
+    }
     // Test support is for tests only.
     for krate in [
         "postwarden-profiles",
@@ -170,6 +204,10 @@ fn the_layers_stay_apart() {
         "postwarden-clients",
         "postwarden-agent-core",
         "postwarden-agent",
+        "postwarden-daemon",
+        "postwarden-queue",
+        "postwarden-desktop",
+        "postwarden-service",
     ] {
         forbid(
             krate,

@@ -26,8 +26,9 @@ pub mod profile_source;
 pub mod session;
 pub mod target;
 pub mod thunderbird;
+pub mod watch;
 
 pub use error::{InputError, StoreError, StoreErrorKind};
 pub use profile_source::load_profile;
-pub use session::{Outcome, Prepared, Problem, Session};
+pub use session::{Hold, Outcome, Prepared, Problem, Session, SettingKey};
 pub use target::{default_clients, Sid, Target};

@@ -20,13 +20,15 @@
 //! - Each pass reads afresh: a session's stores are built by `prepare` and used for one run; a
 //!   service prepares again for its next pass.
 
+use std::collections::HashMap;
+use std::fmt::Display;
 use std::sync::Arc;
 
 use postwarden_clients::mapping::check_templates;
 use postwarden_clients::{applemail as apple_map, outlook as outlook_map, thunderbird as tb_map};
-use postwarden_engine::{reconcile, RunKind};
+use postwarden_engine::{reconcile, Desired, RunKind};
 use postwarden_profiles::report::{Client, Finding, Report, Status, RAW_THUNDERBIRD};
-use postwarden_profiles::{Profile, Vars};
+use postwarden_profiles::{Mode, Profile, Vars};
 use postwarden_registry::Registry;
 use serde_json::Value as Json;
 
@@ -369,7 +371,94 @@ pub struct Outcome {
     pub problems: Vec<Problem>,
 }
 
+/// One setting, named as findings name it: client, scope, target and setting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SettingKey {
+    pub client: Client,
+    pub scope: String,
+    pub target: String,
+    pub setting: String,
+}
+
+impl SettingKey {
+    /// The key of a finding; `None` for findings about a whole control (no setting).
+    pub fn of(finding: &Finding) -> Option<SettingKey> {
+        Some(SettingKey {
+            client: finding.client,
+            scope: finding.scope.clone(),
+            target: finding.target.clone(),
+            setting: finding.setting.clone()?,
+        })
+    }
+}
+
+/// Settings a caller wants checked and reported but not repaired in this pass, each with the
+/// note its finding carries (a service's contested settings: no endless fight with a GPO or
+/// another tool).
+#[derive(Debug, Clone, Default)]
+pub struct Hold {
+    notes: HashMap<SettingKey, String>,
+}
+
+impl Hold {
+    pub fn insert(&mut self, key: SettingKey, note: String) {
+        self.notes.insert(key, note);
+    }
+
+    pub fn remove(&mut self, key: &SettingKey) {
+        self.notes.remove(key);
+    }
+
+    pub fn contains(&self, key: &SettingKey) -> bool {
+        self.notes.contains_key(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.notes.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &SettingKey> {
+        self.notes.keys()
+    }
+
+    pub fn clear(&mut self) {
+        self.notes.clear();
+    }
+
+    /// Switches the held settings of `desired` to audit mode, with the hold's note.
+    fn apply_to<L: Display>(&self, desired: &mut [Desired<L>]) {
+        if self.notes.is_empty() {
+            return;
+        }
+        for d in desired.iter_mut().filter(|d| d.mode == Mode::Enforce) {
+            let key = SettingKey {
+                client: d.client,
+                scope: d.scope.to_string(),
+                target: d.target.to_string(),
+                setting: d.location.to_string(),
+            };
+            if let Some(note) = self.notes.get(&key) {
+                d.mode = Mode::Audit;
+                d.note = Some(Arc::from(note.as_str()));
+            }
+        }
+    }
+}
+
 impl Prepared<'_> {
+    /// Leaves the settings in `hold` alone in this pass: they are observed and reported
+    /// (`drifted` when wrong, with the hold's note), never written.
+    pub fn hold(&mut self, hold: &Hold) {
+        for pass in &mut self.passes {
+            match pass {
+                Pass::Thunderbird { mapped, .. } => hold.apply_to(&mut mapped.desired),
+                Pass::Outlook { mapped, .. } => hold.apply_to(&mut mapped.desired),
+                Pass::AppleMail { mapped, .. } => hold.apply_to(&mut mapped.desired),
+                Pass::Failed { .. } => {}
+            }
+        }
+    }
+
     /// The clients that were loaded (or failed to load); clients not set up are absent.
     pub fn clients(&self) -> Vec<Client> {
         self.passes.iter().map(Pass::client).collect()

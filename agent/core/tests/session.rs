@@ -312,3 +312,55 @@ fn a_machine_wide_path_in_the_way_fails_thunderbird_alone() {
     );
     assert!(count(&outcome.report, Client::AppleMail, Status::Repaired) > 0);
 }
+
+/// A service's contested settings: held ones are observed and reported, never written; the
+/// rest of the pass is enforced as usual.
+#[test]
+fn held_settings_are_reported_drifted_and_left_alone() {
+    use postwarden_agent_core::{Hold, SettingKey};
+    let three = Three::new();
+    let session = three.session(&[Client::Thunderbird]);
+    let profile = baseline();
+    let check = session
+        .prepare(&profile, &vars())
+        .unwrap()
+        .run(RunKind::Check, None);
+    let held = check
+        .report
+        .findings
+        .iter()
+        .find(|f| {
+            f.control == "mail-check-interval"
+                && f.setting.as_deref() == Some("mail.server.server1.check_time")
+        })
+        .expect("the fixture's check interval is drifted");
+    assert_eq!(held.status, Status::Drifted);
+    let key = SettingKey::of(held).unwrap();
+    let mut hold = Hold::default();
+    hold.insert(key.clone(), "contested: left alone".to_owned());
+
+    let prefs = three.machine.thunderbird_profile().join("prefs.js");
+    let mut prepared = session.prepare(&profile, &vars()).unwrap();
+    prepared.hold(&hold);
+    let outcome = prepared.run(RunKind::Apply, None);
+    let mine: Vec<_> = outcome
+        .report
+        .findings
+        .iter()
+        .filter(|f| SettingKey::of(f).as_ref() == Some(&key))
+        .collect();
+    assert!(!mine.is_empty());
+    for f in &mine {
+        assert_eq!(f.status, Status::Drifted, "{f:?}");
+        assert_eq!(f.note.as_deref(), Some("contested: left alone"), "{f:?}");
+    }
+    let text = fs::read_to_string(&prefs).unwrap();
+    assert!(
+        text.contains(r#"user_pref("mail.server.server1.check_time", 5);"#),
+        "the held value is untouched"
+    );
+    assert!(
+        count(&outcome.report, Client::Thunderbird, Status::Repaired) > 0,
+        "everything else was repaired"
+    );
+}

@@ -823,12 +823,15 @@ pub async fn list_devices(
     ))
 }
 
-/// One device: status, last seen, serials, users, and the last report of each user with its
-/// evidence.
+/// The most notices [`get_device`] shows.
+const DEVICE_NOTICES: i64 = 50;
+
+/// One device: status, last seen, serials, users, the last report of each user with its
+/// evidence, and what its agent said about itself lately (notices).
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices",
     security(("admin_token" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, description = "the device with `reports`: the last report per user"), (status = 404, description = "no such device")))]
+    responses((status = 200, description = "the device with `reports`: the last report per user, and `notices`: its agent's latest notices, newest first, at most 50, `[{\"id\", \"at\", \"kind\": \"bundle_refused\" | \"profile_refused\" | \"queue_shed\", \"detail\", \"serial\"}]` (`serial`: the bundle it is about, or null)"), (status = 404, description = "no such device")))]
 pub async fn get_device(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -854,8 +857,21 @@ pub async fn get_device(
             }));
         }
     }
+    let notices: Vec<_> = app
+        .store
+        .notices_of(&id, DEVICE_NOTICES)
+        .await?
+        .into_iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.item_id, "at": rfc3339(n.at_ms), "kind": n.kind, "detail": n.detail,
+                "serial": n.serial,
+            })
+        })
+        .collect();
     let mut json = device_json(view);
     json["reports"] = serde_json::Value::Array(reports);
+    json["notices"] = serde_json::Value::Array(notices);
     Ok(Json(json).into_response())
 }
 
@@ -1095,7 +1111,7 @@ fn time_param(field: &str, text: &Option<String>) -> ApiResult<Option<i64>> {
 #[utoipa::path(get, path = "/api/v1/events", tag = "compliance",
     security(("admin_token" = [])),
     params(EventsQuery),
-    responses((status = 200, description = "`{\"events\": [{\"device\", \"at\", \"control\", \"client\", \"user\", \"scope\", \"target\", \"setting\", \"old\", \"new\", \"repaired\", \"status\", \"notified\"}]}`, or CSV")))]
+    responses((status = 200, description = "`{\"events\": [{\"id\", \"device\", \"at\", \"received_at\", \"control\", \"client\", \"user\", \"scope\", \"target\", \"setting\", \"old\", \"new\", \"repaired\", \"status\", \"notified\", \"contested\", \"changed_by\", \"note\", \"merged\"}]}` (`contested`: the agent stopped repairing a setting another program keeps changing; `changed_by`: that program, where known; `merged`: earlier events of the setting the agent folded into this one, 0 for none), or CSV (the same columns without `id` and `received_at`)")))]
 pub async fn list_events(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -1132,7 +1148,8 @@ pub async fn list_events(
                 "received_at": rfc3339(e.received_ms), "control": e.control, "client": e.client,
                 "user": e.user, "scope": e.scope, "target": e.target, "setting": e.setting,
                 "old": parse(&e.old), "new": parse(&e.new), "repaired": e.repaired,
-                "status": e.status, "notified": e.notified,
+                "status": e.status, "notified": e.notified, "contested": e.contested,
+                "changed_by": e.changed_by, "note": e.note, "merged": e.merged,
             })
         })
         .collect();
@@ -1141,8 +1158,23 @@ pub async fn list_events(
         &serde_json::json!({ "events": json }),
         || Table {
             header: columns(&[
-                "at", "device", "control", "client", "user", "scope", "target", "setting", "old",
-                "new", "repaired", "status", "notified",
+                "at",
+                "device",
+                "control",
+                "client",
+                "user",
+                "scope",
+                "target",
+                "setting",
+                "old",
+                "new",
+                "repaired",
+                "status",
+                "notified",
+                "contested",
+                "changed_by",
+                "note",
+                "merged",
             ]),
             rows: events
                 .iter()
@@ -1161,6 +1193,10 @@ pub async fn list_events(
                         e.repaired.to_string(),
                         e.status.clone(),
                         e.notified.map(|n| n.to_string()).unwrap_or_default(),
+                        e.contested.to_string(),
+                        e.changed_by.clone().unwrap_or_default(),
+                        e.note.clone().unwrap_or_default(),
+                        e.merged.to_string(),
                     ]
                 })
                 .collect(),

@@ -15,7 +15,7 @@ use postwarden_profiles::report::REPORT_SCHEMA;
 use postwarden_server_domain::names::{check, NameKind};
 use postwarden_server_domain::secret::{self, SecretKind};
 use postwarden_server_store::{
-    Enrolled, EventItem, FindingRow, IngestItem, IngestKind, NewDevice, Refusal,
+    Enrolled, EventItem, FindingRow, IngestItem, IngestKind, NewDevice, NoticeItem, Refusal,
 };
 use postwarden_wire::v1::{
     BatchItemKind, BatchResponse, EnrollRequest, EnrollResponse, FieldError, ReportBatch, Secret,
@@ -32,6 +32,10 @@ use crate::tls::Peer;
 pub const MAX_USERS: usize = 1000;
 /// Most items in one report batch.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
+/// The longest `changed_by` of a drift event (a program's name and what it does).
+pub const MAX_CHANGED_BY_LEN: usize = 1024;
+/// The longest `note` of a drift event and `detail` of a notice (an error message).
+pub const MAX_MESSAGE_LEN: usize = 4096;
 
 fn bounded_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
     if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
@@ -40,6 +44,24 @@ fn bounded_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
             column: 0,
             field: Some(field.to_owned()),
             message: format!("must be 1 to {max} bytes of printable text"),
+        }));
+    }
+    Ok(())
+}
+
+/// Like [`bounded_text`], but line breaks and tabs are allowed: a message from the agent (a
+/// verification or parse error) may span lines. Other control characters are refused (NUL
+/// cannot be stored in a PostgreSQL TEXT column at all).
+fn bounded_message(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    let allowed = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if value.is_empty() || value.len() > max || !value.chars().all(allowed) {
+        return Err(ApiError::field(FieldError {
+            line: 0,
+            column: 0,
+            field: Some(field.to_owned()),
+            message: format!(
+                "must be 1 to {max} bytes of printable text (line breaks and tabs allowed)"
+            ),
         }));
     }
     Ok(())
@@ -248,14 +270,20 @@ pub async fn update_users(
     Ok(Json(UsersUpdate { users }).into_response())
 }
 
-/// Stores a batch of reports and drift events. Idempotent by item id.
+/// Stores a batch of reports, drift events and agent notices, in one transaction. Idempotent
+/// by item id.
 #[utoipa::path(post, path = "/api/v1/reports", tag = "agent",
     security(("device_credential" = [])),
     request_body(content = String, content_type = "application/json",
-        description = "`{\"schema\": \"postwarden.report-batch/v1\", \"items\": [..]}`"),
+        description = "`{\"schema\": \"postwarden.report-batch/v1\", \"items\": [..]}`; each item \
+            `{\"id\", \"at\", \"kind\": \"report\", \"report\", \"user\"}`, `{\"id\", \"at\", \
+            \"kind\": \"event\", \"event\"}` (optional `contested`, `changed_by` ≤ 1 KiB, `note` ≤ \
+            4 KiB, `merged`) or `{\"id\", \"at\", \"kind\": \"notice\", \"notice\": {\"kind\": \
+            \"bundle_refused\" | \"profile_refused\" | \"queue_shed\", \"detail\" (≤ 4 KiB), \
+            \"serial\"}}`"),
     responses(
         (status = 200, description = "`{\"accepted\": N, \"duplicates\": M}`"),
-        (status = 400, description = "malformed batch; the field is named and nothing is stored"),
+        (status = 400, description = "malformed batch; the field is named (e.g. `items[3].notice.detail`) and nothing is stored"),
         (status = 413, description = "the body is larger than the limit (default 4 MiB)"),
     ))]
 pub async fn post_reports(
@@ -308,7 +336,29 @@ pub async fn post_reports(
                     &event.user,
                 )
                 .map_err(ApiError::field)?;
-                IngestKind::Event(EventItem::from_event(event))
+                if let Some(by) = &event.changed_by {
+                    bounded_text(
+                        &format!("items[{i}].event.changed_by"),
+                        by,
+                        MAX_CHANGED_BY_LEN,
+                    )?;
+                }
+                if let Some(note) = &event.note {
+                    bounded_message(&format!("items[{i}].event.note"), note, MAX_MESSAGE_LEN)?;
+                }
+                IngestKind::Event(EventItem::from_event(event).map_err(|member| {
+                    ApiError::param(&format!("items[{i}].event.{member}"), "out of range")
+                })?)
+            }
+            BatchItemKind::Notice { notice } => {
+                bounded_message(
+                    &format!("items[{i}].notice.detail"),
+                    &notice.detail,
+                    MAX_MESSAGE_LEN,
+                )?;
+                IngestKind::Notice(NoticeItem::from_notice(notice).map_err(|member| {
+                    ApiError::param(&format!("items[{i}].notice.{member}"), "out of range")
+                })?)
             }
         };
         items.push(IngestItem {

@@ -75,6 +75,10 @@ fn batch(device: usize, n: usize, findings: usize) -> Vec<IngestItem> {
             repaired: true,
             status: "repaired".into(),
             notified: Some(true),
+            contested: false,
+            changed_by: None,
+            note: None,
+            merged: 0,
         }),
     }));
     items

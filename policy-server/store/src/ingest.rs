@@ -4,7 +4,7 @@
 //! A report is kept whole in `reports` (history). If it is the newest report of its device and
 //! user (by `at`, then item id), its findings replace that pair's rows in `current_findings`
 //! (the live views); an older report arriving late only adds to history. An event goes to
-//! `events`.
+//! `events`, a notice (the agent about itself) to `notices`.
 //!
 //! Speed: rows go in as multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING item_id`
 //! statements (the returned ids are the ones stored; the rest were duplicates), so a batch
@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use postwarden_profiles::report::Finding;
-use postwarden_wire::v1::DriftEvent;
+use postwarden_wire::v1::{DriftEvent, Notice};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,6 +50,7 @@ pub enum IngestKind {
         findings: Vec<FindingRow>,
     },
     Event(EventItem),
+    Notice(NoticeItem),
 }
 
 /// A finding as stored; JSON values as text.
@@ -118,11 +119,21 @@ pub struct EventItem {
     /// `Status::as_str`.
     pub status: String,
     pub notified: Option<bool>,
+    /// The agent stopped repairing the setting for a while (another tool keeps changing it).
+    pub contested: bool,
+    /// What changed the setting, where the agent knows it.
+    pub changed_by: Option<String>,
+    /// Why it was not repaired, or other context.
+    pub note: Option<String>,
+    /// Earlier events of the setting folded into this one by the agent's queue (0: none).
+    pub merged: i64,
 }
 
 impl EventItem {
-    pub fn from_event(e: &DriftEvent) -> EventItem {
-        EventItem {
+    /// The event as stored. `Err` names the member whose number does not fit a BIGINT
+    /// (`merged`), so the caller can refuse it with the field's path.
+    pub fn from_event(e: &DriftEvent) -> Result<EventItem, &'static str> {
+        Ok(EventItem {
             control: e.control.clone(),
             client: enum_text(&e.client),
             user: e.user.clone(),
@@ -134,7 +145,40 @@ impl EventItem {
             repaired: e.repaired,
             status: e.status.as_str().to_owned(),
             notified: e.notified,
-        }
+            contested: e.contested,
+            changed_by: e.changed_by.clone(),
+            note: e.note.clone(),
+            merged: e
+                .merged
+                .map_or(Ok(0), i64::try_from)
+                .map_err(|_| "merged")?,
+        })
+    }
+}
+
+/// A notice as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeItem {
+    /// `NoticeKind::as_str` (`bundle_refused`, …).
+    pub kind: String,
+    pub detail: String,
+    /// The serial of the bundle it is about.
+    pub serial: Option<i64>,
+}
+
+impl NoticeItem {
+    /// The notice as stored. `Err` names the member whose number does not fit a BIGINT
+    /// (`serial`).
+    pub fn from_notice(n: &Notice) -> Result<NoticeItem, &'static str> {
+        Ok(NoticeItem {
+            kind: n.kind.as_str().to_owned(),
+            detail: n.detail.clone(),
+            serial: n
+                .serial
+                .map(i64::try_from)
+                .transpose()
+                .map_err(|_| "serial")?,
+        })
     }
 }
 
@@ -161,6 +205,12 @@ struct Event<'a> {
     id: &'a str,
     at_ms: i64,
     e: &'a EventItem,
+}
+
+struct NoticeRef<'a> {
+    id: &'a str,
+    at_ms: i64,
+    n: &'a NoticeItem,
 }
 
 impl Store {
@@ -198,6 +248,7 @@ async fn ingest_on(
     let mut seen = HashSet::with_capacity(items.len());
     let mut reports = Vec::new();
     let mut events = Vec::new();
+    let mut notices = Vec::new();
     for item in items {
         if !seen.insert(item.id.as_str()) {
             continue;
@@ -224,6 +275,11 @@ async fn ingest_on(
                 id: &item.id,
                 at_ms: item.at_ms,
                 e,
+            }),
+            IngestKind::Notice(n) => notices.push(NoticeRef {
+                id: &item.id,
+                at_ms: item.at_ms,
+                n,
             }),
         }
     }
@@ -259,6 +315,7 @@ async fn ingest_on(
 
     let stored_reports = insert_reports(conn, backend, device, &reports, now_ms).await?;
     let stored_events = insert_events(conn, backend, device, &events, now_ms).await?;
+    let stored_notices = insert_notices(conn, backend, device, &notices, now_ms).await?;
 
     // The newest stored report per user may replace the user's current findings.
     let mut newest: BTreeMap<&str, &Report<'_>> = BTreeMap::new();
@@ -272,7 +329,7 @@ async fn ingest_on(
         make_current(conn, backend, device, r).await?;
     }
 
-    let accepted = (stored_reports.len() + stored_events.len()) as u64;
+    let accepted = (stored_reports.len() + stored_events.len() + stored_notices) as u64;
     Ok(Ingested {
         accepted,
         duplicates: items.len() as u64 - accepted,
@@ -450,13 +507,14 @@ async fn insert_events<'a>(
     events: &[Event<'a>],
     now_ms: i64,
 ) -> Result<HashSet<String>> {
-    const COLUMNS: usize = 15;
+    const COLUMNS: usize = 19;
     let mut stored = HashSet::with_capacity(events.len());
     for chunk in events.chunks(rows_per_statement(COLUMNS)) {
         let sql = format!(
             "INSERT INTO events (device_id, item_id, at_ms, received_ms, control, client, \
              user_key, scope, target, setting, old_value, new_value, repaired, status, \
-             notified) VALUES {} ON CONFLICT DO NOTHING RETURNING item_id",
+             notified, contested, changed_by, note, merged) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING item_id",
             values(backend, chunk.len(), COLUMNS)
         );
         let mut q = sqlx::query(&sql);
@@ -476,11 +534,48 @@ async fn insert_events<'a>(
                 .bind(&e.new)
                 .bind(i64::from(e.repaired))
                 .bind(&e.status)
-                .bind(e.notified.map(i64::from));
+                .bind(e.notified.map(i64::from))
+                .bind(i64::from(e.contested))
+                .bind(e.changed_by.as_deref())
+                .bind(e.note.as_deref())
+                .bind(e.merged);
         }
         for row in q.fetch_all(&mut *conn).await? {
             stored.insert(row.get::<String, _>(0));
         }
+    }
+    Ok(stored)
+}
+
+/// Inserts the notices; returns how many were stored (the rest were stored before). Nothing
+/// else reads their ids, so only the returned rows are counted.
+async fn insert_notices<'a>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    device: &str,
+    notices: &[NoticeRef<'a>],
+    now_ms: i64,
+) -> Result<usize> {
+    const COLUMNS: usize = 7;
+    let mut stored = 0;
+    for chunk in notices.chunks(rows_per_statement(COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO notices (device_id, item_id, at_ms, received_ms, kind, detail, serial) \
+             VALUES {} ON CONFLICT DO NOTHING RETURNING item_id",
+            values(backend, chunk.len(), COLUMNS)
+        );
+        let mut q = sqlx::query(&sql);
+        for NoticeRef { id, at_ms, n } in chunk {
+            q = q
+                .bind(device)
+                .bind(*id)
+                .bind(*at_ms)
+                .bind(now_ms)
+                .bind(&n.kind)
+                .bind(&n.detail)
+                .bind(n.serial);
+        }
+        stored += q.fetch_all(&mut *conn).await?.len();
     }
     Ok(stored)
 }

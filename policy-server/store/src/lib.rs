@@ -42,7 +42,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use thiserror::Error;
 use tokio::sync::watch;
 
-pub use ingest::{EventItem, FindingRow, IngestItem, IngestKind, Ingested};
+pub use ingest::{EventItem, FindingRow, IngestItem, IngestKind, Ingested, NoticeItem};
 pub use rows::*;
 
 /// Which database a [`Store`] talks to.

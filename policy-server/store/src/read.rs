@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use crate::rows::{CURRENT_FINDING_COLUMNS, EVENT_COLUMNS};
-use crate::{CurrentFinding, EventQuery, EventRow, ReportRow, Result, Store};
+use crate::{CurrentFinding, EventQuery, EventRow, NoticeRow, ReportRow, Result, Store};
 
 impl Store {
     /// The current findings (those of the newest report of each device and user) of live
@@ -112,6 +112,30 @@ impl Store {
                 profile_version: r.get(5),
                 compliant: r.get::<i64, _>(6) != 0,
                 report_json: r.get(7),
+            })
+            .collect())
+    }
+
+    /// A device's notices, newest first (by `at`, then item id), at most `limit` (clamped to
+    /// 1..=1000).
+    pub async fn notices_of(&self, device: &str, limit: i64) -> Result<Vec<NoticeRow>> {
+        let rows = sqlx::query(
+            "SELECT item_id, at_ms, received_ms, kind, detail, serial FROM notices \
+             WHERE device_id = $1 ORDER BY at_ms DESC, item_id DESC LIMIT $2",
+        )
+        .bind(device)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NoticeRow {
+                item_id: r.get(0),
+                at_ms: r.get(1),
+                received_ms: r.get(2),
+                kind: r.get(3),
+                detail: r.get(4),
+                serial: r.get(5),
             })
             .collect())
     }

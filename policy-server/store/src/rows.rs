@@ -284,7 +284,8 @@ pub struct EventQuery<'a> {
 }
 
 pub(crate) const EVENT_COLUMNS: &str = "device_id, item_id, at_ms, received_ms, control, client, \
-     user_key, scope, target, setting, old_value, new_value, repaired, status, notified";
+     user_key, scope, target, setting, old_value, new_value, repaired, status, notified, \
+     contested, changed_by, note, merged";
 
 /// A stored drift event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +307,13 @@ pub struct EventRow {
     pub repaired: bool,
     pub status: String,
     pub notified: Option<bool>,
+    /// The agent stopped repairing the setting for a while (another tool keeps changing it).
+    pub contested: bool,
+    /// What changed the setting, where the agent knew it.
+    pub changed_by: Option<String>,
+    pub note: Option<String>,
+    /// Earlier events of the setting the agent folded into this one (0: none).
+    pub merged: i64,
 }
 
 impl EventRow {
@@ -326,8 +334,25 @@ impl EventRow {
             repaired: r.get::<i64, _>(12) != 0,
             status: r.get(13),
             notified: r.get::<Option<i64>, _>(14).map(|n| n != 0),
+            contested: r.get::<i64, _>(15) != 0,
+            changed_by: r.get(16),
+            note: r.get(17),
+            merged: r.get(18),
         })
     }
+}
+
+/// A stored notice: something an agent said about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRow {
+    pub item_id: String,
+    pub at_ms: i64,
+    pub received_ms: i64,
+    /// `NoticeKind::as_str` (`bundle_refused`, `profile_refused`, `queue_shed`).
+    pub kind: String,
+    pub detail: String,
+    /// The serial of the bundle it is about.
+    pub serial: Option<i64>,
 }
 
 /// A stored report (history).

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use postwarden_profiles::report::Status;
 use postwarden_server_store::{
     Audit, Backend, Created, Enrolled, EventItem, EventQuery, FindingRow, IngestItem, IngestKind,
-    NewDevice, NewEnrollmentToken, NewProfile, PutGroup, PutProfile, Refusal, Store, StoreError,
+    NewDevice, NewEnrollmentToken, NewProfile, NoticeItem, NoticeRow, PutGroup, PutProfile,
+    Refusal, Store, StoreError,
 };
 use sqlx::Row;
 
@@ -44,6 +45,9 @@ on_both!(
     heartbeats_and_users,
     bundle_source_and_serial_compare_and_set,
     ingest_stores_each_item_once,
+    events_keep_their_context_and_notices_are_stored_once,
+    a_batch_of_every_kind_is_one_transaction,
+    events_stored_before_migration_2_read_with_defaults,
     the_same_batch_from_two_stores_is_stored_once,
     concurrent_batches_fail_alone,
     current_findings_are_replaced_only_by_a_newer_report,
@@ -224,6 +228,22 @@ fn event(id: &str, at_ms: i64, control: &str) -> IngestItem {
             repaired: true,
             status: "repaired".into(),
             notified: Some(false),
+            contested: false,
+            changed_by: None,
+            note: None,
+            merged: 0,
+        }),
+    }
+}
+
+fn notice(id: &str, at_ms: i64, kind: &str, serial: Option<i64>) -> IngestItem {
+    IngestItem {
+        id: id.into(),
+        at_ms,
+        kind: IngestKind::Notice(NoticeItem {
+            kind: kind.into(),
+            detail: format!("detail of {id}"),
+            serial,
         }),
     }
 }
@@ -296,7 +316,7 @@ async fn both_schemas_define_the_same_tables_columns_and_indexes() {
     let (ca, ia) = schema(&sa).await;
     let (cb, ib) = schema(&sb).await;
     let tables: BTreeSet<&str> = ca.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(tables.len(), 11, "{tables:?}");
+    assert_eq!(tables.len(), 12, "{tables:?}");
     assert!(ia.len() >= 10, "{ia:?}");
     let only = |x: &BTreeSet<_>, y: &BTreeSet<_>| x.difference(y).cloned().collect::<Vec<_>>();
     assert_eq!(
@@ -322,7 +342,7 @@ async fn migrations_are_idempotent(db: Db) {
         two.migrate().await.unwrap();
     }
     assert_eq!(schema(&two).await, before);
-    assert_eq!(count(&one, "_sqlx_migrations").await, 1);
+    assert_eq!(count(&one, "_sqlx_migrations").await, 2);
 }
 
 #[tokio::test]
@@ -861,17 +881,20 @@ async fn ingest_stores_each_item_once(db: Db) {
         event("e2", NOW + 3, "c0002"),
     ];
     batch.extend((0..1200).map(|i| event(&format!("bulk{i:04}"), NOW + 4, "c0003")));
+    batch.extend((0..5000).map(|i| notice(&format!("n{i:04}"), NOW + 5, "queue_shed", None)));
     batch.push(event("e1", NOW + 2, "c0001")); // the same id again in the batch
+    batch.push(notice("n0001", NOW + 2, "queue_shed", None)); // and a notice's
     let done = s.ingest(&dev, &batch, NOW + 100).await.unwrap();
-    assert_eq!((done.accepted, done.duplicates), (1203, 1));
+    assert_eq!((done.accepted, done.duplicates), (6203, 2));
     let again = s.ingest(&dev, &batch, NOW + 200).await.unwrap();
     assert_eq!(
         (again.accepted, again.duplicates),
-        (0, 1204),
+        (0, 6205),
         "a retried batch"
     );
     assert_eq!(count(&s, "reports").await, 1);
     assert_eq!(count(&s, "events").await, 1202);
+    assert_eq!(count(&s, "notices").await, 5000);
     assert_eq!(count(&s, "current_findings").await, 1500);
     let d = s.get_device(&dev).await.unwrap().unwrap();
     assert_eq!(d.last_seen_ms, NOW + 200, "every batch is a heartbeat");
@@ -897,6 +920,204 @@ async fn ingest_stores_each_item_once(db: Db) {
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownDevice(_)), "{err}");
     assert_eq!(count(&s, "events").await, 1203, "nothing stored for it");
+}
+
+async fn events_keep_their_context_and_notices_are_stored_once(db: Db) {
+    let s = open(&db).await;
+    with_devices(&s, 2).await;
+    let (a, b) = (device_id(0), device_id(1));
+    let mut contested = event("e1", NOW + 1, "c1");
+    if let IngestKind::Event(e) = &mut contested.kind {
+        e.contested = true;
+        e.changed_by = Some("Thunderbird (pid 42), which rewrites prefs.js when it exits".into());
+        e.note = Some("repaired 5 times within an hour;\nleft alone until the next bundle".into());
+        e.merged = 7;
+    }
+    let batch = [
+        contested,
+        notice("n1", NOW + 1, "bundle_refused", Some(9)),
+        notice("n2", NOW + 3, "queue_shed", None),
+        notice("n3", NOW + 2, "profile_refused", Some(i64::MAX)),
+    ];
+    let done = s.ingest(&a, &batch, NOW + 10).await.unwrap();
+    assert_eq!((done.accepted, done.duplicates), (4, 0));
+    let again = s.ingest(&a, &batch, NOW + 20).await.unwrap();
+    assert_eq!(
+        (again.accepted, again.duplicates),
+        (0, 4),
+        "a replayed batch"
+    );
+    // Another device may use the same ids.
+    let other = s
+        .ingest(&b, &[notice("n1", NOW, "queue_shed", None)], NOW + 30)
+        .await
+        .unwrap();
+    assert_eq!((other.accepted, other.duplicates), (1, 0));
+
+    let all = EventQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let e = &s.events(&all).await.unwrap()[0];
+    assert_eq!(
+        (
+            e.contested,
+            e.changed_by.as_deref(),
+            e.note.as_deref(),
+            e.merged
+        ),
+        (
+            true,
+            Some("Thunderbird (pid 42), which rewrites prefs.js when it exits"),
+            Some("repaired 5 times within an hour;\nleft alone until the next bundle"),
+            7
+        )
+    );
+    let plain = s.ingest(&b, &[event("e9", NOW, "c1")], NOW).await.unwrap();
+    assert_eq!(plain.accepted, 1);
+    let e = &s
+        .events(&EventQuery {
+            device: Some(&b),
+            ..all
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (
+            e.contested,
+            e.changed_by.as_deref(),
+            e.note.as_deref(),
+            e.merged
+        ),
+        (false, None, None, 0)
+    );
+
+    let row = |id: &str, at_ms: i64, kind: &str, serial: Option<i64>| NoticeRow {
+        item_id: id.into(),
+        at_ms,
+        received_ms: NOW + 10,
+        kind: kind.into(),
+        detail: format!("detail of {id}"),
+        serial,
+    };
+    assert_eq!(
+        s.notices_of(&a, 10).await.unwrap(),
+        [
+            row("n2", NOW + 3, "queue_shed", None),
+            row("n3", NOW + 2, "profile_refused", Some(i64::MAX)),
+            row("n1", NOW + 1, "bundle_refused", Some(9)),
+        ],
+        "newest first, received at the first delivery"
+    );
+    let newest: Vec<String> = s
+        .notices_of(&a, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.item_id)
+        .collect();
+    assert_eq!(newest, ["n2", "n3"]);
+    assert_eq!(s.notices_of(&b, 10).await.unwrap().len(), 1);
+    assert!(s.notices_of("dev_none", 10).await.unwrap().is_empty());
+}
+
+/// Reports, events and notices of one batch are stored together or not at all: a notice the
+/// database refuses (an empty item id), stored last, takes the batch's reports, events and
+/// other notices with it, and the device's report state stays as it was.
+async fn a_batch_of_every_kind_is_one_transaction(db: Db) {
+    let s = open(&db).await;
+    with_devices(&s, 1).await;
+    let dev = device_id(0);
+    let mixed = |bad: Option<IngestItem>| {
+        let mut batch = vec![
+            report("r1", NOW + 1, "alice", vec![finding("c1", Status::Drifted)]),
+            event("e1", NOW + 2, "c1"),
+            notice("n1", NOW + 3, "bundle_refused", Some(4)),
+        ];
+        batch.extend(bad);
+        batch
+    };
+    let tables = [
+        "reports",
+        "current_reports",
+        "current_findings",
+        "events",
+        "notices",
+    ];
+    for bad in [
+        notice("", NOW, "queue_shed", None),
+        event("", NOW, "c1"),
+        report("", NOW, "bob", vec![]),
+    ] {
+        let err = s
+            .ingest(&dev, &mixed(Some(bad)), NOW + 100)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Db(_)), "{err}");
+        for t in tables {
+            assert_eq!(count(&s, t).await, 0, "{t}: nothing of the failed batch");
+        }
+        let d = s.get_device(&dev).await.unwrap().unwrap();
+        assert_eq!((d.last_report_ms, d.applied_profile), (None, None));
+    }
+    let done = s.ingest(&dev, &mixed(None), NOW + 100).await.unwrap();
+    assert_eq!((done.accepted, done.duplicates), (3, 0));
+    for t in tables {
+        assert_eq!(count(&s, t).await, 1, "{t}");
+    }
+}
+
+/// Events stored under schema 1 read as not contested, nothing folded, no changed_by or note.
+async fn events_stored_before_migration_2_read_with_defaults(db: Db) {
+    let s = Store::connect(&db.url, 4).await.unwrap();
+    let folder = match s.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let only_1 = tempfile::tempdir().unwrap();
+    let first = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(folder)
+        .join("0001_initial.sql");
+    std::fs::copy(&first, only_1.path().join("0001_initial.sql")).unwrap();
+    sqlx::migrate::Migrator::new(only_1.path())
+        .await
+        .unwrap()
+        .run(s.pool())
+        .await
+        .unwrap();
+    with_devices(&s, 1).await;
+    sqlx::query(
+        "INSERT INTO events (device_id, item_id, at_ms, received_ms, control, client, user_key, \
+         scope, target, setting, old_value, new_value, repaired, status, notified) \
+         VALUES ($1, 'old', $2, $2, 'c1', 'thunderbird', 'alice', 's', 't', NULL, '1', '2', 1, \
+         'repaired', NULL)",
+    )
+    .bind(device_id(0))
+    .bind(NOW)
+    .execute(s.pool())
+    .await
+    .unwrap();
+    s.migrate().await.unwrap();
+    assert_eq!(count(&s, "_sqlx_migrations").await, 2);
+    let e = &s
+        .events(&EventQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (
+            e.item_id.as_str(),
+            e.contested,
+            e.changed_by.as_deref(),
+            e.note.as_deref(),
+            e.merged
+        ),
+        ("old", false, None, None, 0)
+    );
+    assert_eq!(count(&s, "notices").await, 0);
 }
 
 async fn the_same_batch_from_two_stores_is_stored_once(db: Db) {
@@ -954,6 +1175,7 @@ async fn concurrent_batches_fail_alone(db: Db) {
                     "alice",
                     vec![finding("c1", Status::Drifted)],
                 ),
+                notice(&format!("n{n}"), NOW + n as i64, "queue_shed", None),
             ];
             if n == 27 {
                 batch.push(event("", NOW, "c"));
@@ -975,12 +1197,13 @@ async fn concurrent_batches_fail_alone(db: Db) {
             _ => {
                 let done = result.unwrap();
                 let repeats = u64::from(n % 5 == 0);
-                assert_eq!((done.accepted, done.duplicates), (2, repeats), "batch {n}");
+                assert_eq!((done.accepted, done.duplicates), (3, repeats), "batch {n}");
             }
         }
     }
     assert_eq!(count(&s, "events").await, 38);
     assert_eq!(count(&s, "reports").await, 38);
+    assert_eq!(count(&s, "notices").await, 38);
     let ids: BTreeSet<String> = s
         .reports_of(&device_id(3), 100)
         .await

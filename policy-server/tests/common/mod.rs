@@ -351,3 +351,41 @@ pub fn baseline_v2_toml() -> String {
     assert_ne!(v2, baseline_toml());
     v2
 }
+
+/// The records of a CSV answer (RFC 4180 as the server writes it: CRLF rows, quoted cells with
+/// doubled quotes, line breaks inside quotes), each as a map from the header's names.
+pub fn csv_records(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let (mut row, mut cell) = (Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut cell)),
+            (false, '\r') => {
+                assert_eq!(chars.next(), Some('\n'), "rows end with CRLF");
+                row.push(std::mem::take(&mut cell));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\n') => panic!("a bare LF outside quotes: {text:?}"),
+            (false, c) => cell.push(c),
+        }
+    }
+    assert!(
+        !quoted && row.is_empty() && cell.is_empty(),
+        "the last row ends with CRLF"
+    );
+    let header = rows.remove(0);
+    rows.into_iter()
+        .map(|r| {
+            assert_eq!(r.len(), header.len(), "{r:?}");
+            header.iter().cloned().zip(r).collect()
+        })
+        .collect()
+}

@@ -288,3 +288,36 @@ fn every_syntax_error_has_a_message() {
         assert!(e.to_string().starts_with("p.toml:1:"), "{e}");
     }
 }
+
+#[test]
+fn agent_section_defaults_to_telling_the_user_every_five_minutes() {
+    let p = Profile::parse("p.toml", MINIMAL).unwrap();
+    assert_eq!(p.agent, AgentSettings::default());
+    assert!(p.agent.notify_user);
+    assert_eq!(p.agent.notify_interval_secs, 300);
+}
+
+#[test]
+fn agent_section_sets_the_notification_switch_and_interval() {
+    let text = format!("{MINIMAL}\n[agent]\nnotify_user = false\nnotify_interval = 60\n");
+    let p = Profile::parse("p.toml", &text).unwrap();
+    assert_eq!(
+        p.agent,
+        AgentSettings {
+            notify_user: false,
+            notify_interval_secs: 60
+        }
+    );
+}
+
+#[test]
+fn agent_section_errors_name_the_field_and_line() {
+    let text = format!("{MINIMAL}\n[agent]\nnotify_interval = 5\n");
+    let e = err(&text);
+    assert!(
+        e.starts_with("p.toml:15:19: field `agent.notify_interval`"),
+        "{e}"
+    );
+    let e = err(&format!("{MINIMAL}\n[agent]\nnotify = true\n"));
+    assert!(e.contains("unknown field `notify`"), "{e}");
+}

@@ -32,6 +32,11 @@ pub fn running(profile: &Path) -> Option<Running> {
         if !comm.trim().starts_with("thunderbird") {
             return None;
         }
+        // An exited Thunderbird its parent has not reaped yet is a zombie: not running.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        if is_zombie(&stat) {
+            return None;
+        }
         let since = std::fs::symlink_metadata(&lock).ok()?.modified().ok()?;
         Some(Running { pid, since })
     }
@@ -43,6 +48,16 @@ pub fn running(profile: &Path) -> Option<Running> {
             since: meta.modified().ok()?,
         })
     }
+}
+
+/// Whether a `/proc/<pid>/stat` line is a zombie's (state `Z`; `X` is dead). The command name
+/// is in parentheses and may itself contain spaces and parentheses: the state follows the last
+/// `)`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn is_zombie(stat: &str) -> bool {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
 }
 
 /// Every profile directory listed in a `profiles.ini` or `installs.ini` under `home`, once,
@@ -75,6 +90,14 @@ pub fn find_profiles(home: &Path) -> Result<Vec<PathBuf>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        assert!(is_zombie("4242 (thunderbird) Z 1 4242 4242 0 -1"));
+        assert!(is_zombie("4242 (thunder (bird)) X 1"));
+        assert!(!is_zombie("4242 (thunderbird) S 1 4242 4242 0 -1"));
+        assert!(!is_zombie("garbage"));
+    }
 
     #[test]
     fn a_stale_lock_is_not_running() {

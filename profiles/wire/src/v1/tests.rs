@@ -315,6 +315,107 @@ fn drift_event_notified_is_written_only_when_known() {
 }
 
 #[test]
+fn notice_item_json() {
+    let item = BatchItem {
+        id: Uuid::from_u128(0x0196_9a1c_2f00_7000_8000_0000_0000_0003),
+        at: time("2026-05-04T11:05:00+02:00"),
+        kind: BatchItemKind::Notice {
+            notice: Notice {
+                kind: NoticeKind::BundleRefused,
+                detail: "bundle 8: the signature does not verify with the pinned key".into(),
+                serial: Some(8),
+            },
+        },
+    };
+    check(
+        &item,
+        expect![[r#"
+        {
+          "id": "01969a1c-2f00-7000-8000-000000000003",
+          "at": "2026-05-04T11:05:00+02:00",
+          "kind": "notice",
+          "notice": {
+            "kind": "bundle_refused",
+            "detail": "bundle 8: the signature does not verify with the pinned key",
+            "serial": 8
+          }
+        }"#]],
+    );
+    let back: BatchItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
+    assert_eq!(back, item);
+
+    // Without a serial the member is absent; every kind is written as its `as_str`.
+    for (kind, name) in [
+        (NoticeKind::BundleRefused, "bundle_refused"),
+        (NoticeKind::ProfileRefused, "profile_refused"),
+        (NoticeKind::QueueShed, "queue_shed"),
+    ] {
+        let notice = Notice {
+            kind,
+            detail: "d".into(),
+            serial: None,
+        };
+        let json = serde_json::to_value(&notice).unwrap();
+        assert_eq!(json, json!({"kind": name, "detail": "d"}));
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(serde_json::from_value::<Notice>(json).unwrap(), notice);
+    }
+}
+
+#[test]
+fn drift_event_with_issue_10_members_json() {
+    let event = DriftEvent {
+        repaired: false,
+        status: Status::Drifted,
+        contested: true,
+        changed_by: Some("Thunderbird (pid 42), which rewrites prefs.js when it exits".into()),
+        note: Some("repaired 5 times within an hour; left alone until the next bundle".into()),
+        merged: Some(3),
+        ..drift_event()
+    };
+    check(
+        &event,
+        expect![[r#"
+        {
+          "control": "require-tls",
+          "client": "thunderbird",
+          "user": "alice",
+          "scope": "/home/alice/.thunderbird/x.default",
+          "target": "server1",
+          "setting": "mail.server.server1.socketType",
+          "old": 3,
+          "new": 0,
+          "repaired": false,
+          "status": "drifted",
+          "contested": true,
+          "changed_by": "Thunderbird (pid 42), which rewrites prefs.js when it exits",
+          "note": "repaired 5 times within an hour; left alone until the next bundle",
+          "merged": 3
+        }"#]],
+    );
+    let item = BatchItem {
+        id: Uuid::from_u128(0x0196_9a1c_2f00_7000_8000_0000_0000_0004),
+        at: time("2026-05-04T09:31:00Z"),
+        kind: BatchItemKind::Event {
+            event: event.clone(),
+        },
+    };
+    let back: BatchItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
+    assert_eq!(back, item);
+    // An older agent's event (none of the four members) still reads, with their defaults.
+    let old = json!({
+        "control": "require-tls", "client": "thunderbird", "user": "alice",
+        "scope": "/home/alice/.thunderbird/x.default", "target": "server1",
+        "setting": "mail.server.server1.socketType", "old": 3, "new": 0, "repaired": true,
+        "status": "repaired"
+    });
+    assert_eq!(
+        serde_json::from_value::<DriftEvent>(old).unwrap(),
+        drift_event()
+    );
+}
+
+#[test]
 fn batch_response_json() {
     check(
         &BatchResponse {
@@ -503,5 +604,5 @@ fn bundle_profile_parses_with_the_profile_language() {
 fn bundle_profile_errors_name_the_bundle() {
     let mut payload = bundle_payload();
     payload.profile.toml.push_str("colour = \"red\"\n");
-    expect!["bundle 7 (profile acme-mail v3):4:1: field `colour`: unknown field `colour`, expected one of `format`, `id`, `version`, `title`, `description`, `mode`, `controls`, `raw`, `account`"].assert_eq(&payload.profile().unwrap_err().to_string());
+    expect!["bundle 7 (profile acme-mail v3):4:1: field `colour`: unknown field `colour`, expected one of `format`, `id`, `version`, `title`, `description`, `mode`, `controls`, `raw`, `account`, `agent`"].assert_eq(&payload.profile().unwrap_err().to_string());
 }

@@ -1,0 +1,866 @@
+//! The enforcer: one thread that owns every pass. It runs the core's session for a user, turns
+//! the outcome into queued reports and drift events, tells the user about reverted changes, and
+//! keeps the watches in step with what the stores read.
+//!
+//! ```text
+//! Cmd::Policy ─┐                                   ┌─> queue (reports, events) ─> sender
+//! Cmd::Changed ├─> debounce ─> pass(user) ─> track ┼─> desktop notification (rate-limited)
+//! timer ───────┘   (10 ms)     Session::prepare    ├─> status.json
+//!                              .hold(contested)    └─> watches (new profiles, new folders)
+//!                              .run(Apply)
+//! ```
+//!
+//! Passes are sequential, so a repair is never interrupted: a shutdown waits for the current
+//! pass. The agent's own writes come back as watch events; the pass they trigger finds the
+//! settings compliant and writes nothing, so a repair never triggers a repair of itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use postwarden_agent_core::watch::{watch_points, Names};
+use postwarden_agent_core::Session;
+use postwarden_desktop::{Message, Notifier};
+use postwarden_profiles::report::{Client, Finding, Report, RunKind, Status};
+use postwarden_profiles::{Profile, Vars};
+use postwarden_queue::{Entry, Queue};
+use postwarden_wire::v1::{BatchItem, BatchItemKind, DriftEvent, Notice, NoticeKind};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::state::{ContestedStatus, ProfileStatus, StateDir, StatusFile, UserStatus, STATUS_FILE};
+use crate::track::{rfc3339, PassKind, UserTrack};
+use crate::users::LocalUser;
+
+/// The profile being enforced and each user's variables.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub profile: Profile,
+    /// Per user; a user without an entry gets `default_vars`.
+    pub vars: BTreeMap<String, Vars>,
+    pub default_vars: Vars,
+    pub serial: Option<u64>,
+    /// `bundle` or the profile file's name.
+    pub source: String,
+}
+
+impl Policy {
+    fn vars_for(&self, user: &str) -> &Vars {
+        self.vars.get(user).unwrap_or(&self.default_vars)
+    }
+}
+
+/// What the enforcer is asked to do.
+#[derive(Debug)]
+pub enum Cmd {
+    /// A new policy (a verified bundle): release contested settings, enforce it everywhere.
+    Policy(Arc<Policy>),
+    /// Something changed in a watched place of these users (`path`, if one is known).
+    Changed {
+        users: Vec<usize>,
+        path: Option<PathBuf>,
+    },
+    /// The watcher may have missed events: check every user.
+    Rescan,
+    /// Finish the current pass, write the status, stop.
+    Shutdown,
+}
+
+/// Where queued items go, and who to wake when there are some.
+pub trait Outbox: Send {
+    fn push(&mut self, entries: Vec<Entry>);
+}
+
+/// The durable queue and the sender's wake-up.
+#[derive(Debug)]
+pub struct QueueOutbox {
+    pub queue: Arc<Mutex<Queue>>,
+    pub wake: Arc<tokio::sync::Notify>,
+    pub state: StateDir,
+}
+
+impl Outbox for QueueOutbox {
+    fn push(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let pushed = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let pushed = q.push(&entries, OffsetDateTime::now_utc());
+            self.state.publish_queue(&q);
+            pushed
+        };
+        match pushed {
+            Ok(p) => {
+                if p.merged > 0 || p.dropped > 0 {
+                    tracing::warn!(
+                        merged = p.merged,
+                        dropped = p.dropped,
+                        "the report queue is full: older events were folded into newer ones"
+                    );
+                }
+            }
+            // The queue's file could not be written: the items are logged so that they are
+            // at least in the journal, and the pass goes on.
+            Err(e) => {
+                for entry in &entries {
+                    tracing::error!(error = %e, item = %serde_json::to_string(&entry.item).unwrap_or_default(),
+                        "could not queue an item for the server");
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Standalone mode: no server; every event and report summary goes to the log.
+#[derive(Debug, Default)]
+pub struct LogOutbox;
+
+impl Outbox for LogOutbox {
+    fn push(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            match &entry.item.kind {
+                BatchItemKind::Event { event } => log_event(event),
+                BatchItemKind::Report { report, user } => tracing::info!(
+                    user = %user,
+                    compliant = report.compliant,
+                    findings = report.findings.len(),
+                    failed = report.count(Status::Failed),
+                    drifted = report.count(Status::Drifted),
+                    repaired = report.count(Status::Repaired),
+                    "pass finished"
+                ),
+                BatchItemKind::Notice { notice } => {
+                    tracing::warn!(kind = notice.kind.as_str(), detail = %notice.detail, "notice")
+                }
+            }
+        }
+    }
+}
+
+pub fn log_event(e: &DriftEvent) {
+    tracing::info!(
+        control = %e.control,
+        client = e.client.display_name(),
+        user = %e.user,
+        scope = %e.scope,
+        target = %e.target,
+        setting = e.setting.as_deref().unwrap_or(""),
+        old = %e.old,
+        new = %e.new,
+        repaired = e.repaired,
+        status = e.status.as_str(),
+        contested = e.contested,
+        notified = ?e.notified,
+        "drift"
+    );
+}
+
+#[derive(Debug, Clone)]
+pub struct EnforcerConfig {
+    pub system_root: PathBuf,
+    /// Clients to manage (empty: every client this build supports).
+    pub clients: Vec<Client>,
+    pub full_check: Duration,
+    pub debounce: Duration,
+    /// Watch files and keys (off: only the periodic check).
+    pub watch: bool,
+    /// `enrolled` or `standalone`, for `status`.
+    pub mode: &'static str,
+    /// Repairs of one setting within an hour before it is contested.
+    pub contest_limit: usize,
+}
+
+/// Sends commands to the enforcer from other threads (the watcher's, the puller's).
+pub type CmdSender = Sender<Cmd>;
+
+/// The enforcer's state; `run` is its thread's body.
+pub struct Enforcer {
+    config: EnforcerConfig,
+    users: Vec<LocalUser>,
+    policy: Option<Arc<Policy>>,
+    tracks: Vec<UserTrack>,
+    outbox: Box<dyn Outbox>,
+    notifier: Option<Arc<dyn Notifier>>,
+    /// (user, setting or control) → when the user was last told about it.
+    notified: HashMap<(usize, String), Instant>,
+    state: StateDir,
+    status: StatusFile,
+    watch: Option<WatchSet>,
+    #[cfg(windows)]
+    registry_watch: Option<registry_watch::RegistryWatch>,
+    /// Users with findings pending a client's restart, and when to look again: the exit of
+    /// the client may leave no file event behind (see `PENDING_RECHECK`).
+    recheck: BTreeMap<usize, Instant>,
+}
+
+/// How often a user with a finding pending a client's restart is checked again. Thunderbird's
+/// exit is usually seen through its lock file; this covers an exit whose last file event came
+/// before the process was gone (a parent slow to reap it).
+pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer")
+            .field("users", &self.users)
+            .field("policy", &self.policy.as_ref().map(|p| &p.source))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enforcer {
+    pub fn new(
+        config: EnforcerConfig,
+        users: Vec<LocalUser>,
+        policy: Option<Arc<Policy>>,
+        outbox: Box<dyn Outbox>,
+        notifier: Option<Arc<dyn Notifier>>,
+        state: StateDir,
+    ) -> Enforcer {
+        let tracks = users
+            .iter()
+            .map(|_| UserTrack::new(config.contest_limit))
+            .collect();
+        let status = StatusFile {
+            schema: crate::state::STATUS_SCHEMA.to_owned(),
+            mode: config.mode.to_owned(),
+            ..StatusFile::default()
+        };
+        Enforcer {
+            config,
+            users,
+            policy,
+            tracks,
+            outbox,
+            notifier,
+            notified: HashMap::new(),
+            state,
+            status,
+            watch: None,
+            #[cfg(windows)]
+            registry_watch: None,
+            recheck: BTreeMap::new(),
+        }
+    }
+
+    /// The thread's body: the first full pass, then commands, debounced changes and timers
+    /// until `Cmd::Shutdown` or every sender is gone.
+    pub fn run(mut self, cmds: Receiver<Cmd>, me: CmdSender) {
+        if self.config.watch {
+            match WatchSet::new(me.clone()) {
+                Ok(w) => self.watch = Some(w),
+                Err(e) => tracing::error!(error = %e,
+                    "cannot watch files; drift is found by the periodic check only"),
+            }
+        }
+        #[cfg(windows)]
+        if self.config.watch {
+            // Before the first pass, so a change made while it runs is seen.
+            let mut watch = registry_watch::RegistryWatch::new(me.clone());
+            for (u, user) in self.users.iter().enumerate() {
+                watch.set_user(u, user, &self.config);
+            }
+            self.registry_watch = Some(watch);
+        }
+        drop(me);
+        self.full(PassKind::Policy);
+        let mut next_full = Instant::now() + self.config.full_check;
+        // user → when its debounced pass is due.
+        let mut due: BTreeMap<usize, Instant> = BTreeMap::new();
+        loop {
+            let now = Instant::now();
+            let mut deadline = next_full;
+            if let Some(d) = due.values().min() {
+                deadline = deadline.min(*d);
+            }
+            if let Some(d) = self.next_hold_expiry() {
+                deadline = deadline.min(d);
+            }
+            if let Some(d) = self.recheck.values().min() {
+                deadline = deadline.min(*d);
+            }
+            let cmd = match cmds.recv_timeout(deadline.saturating_duration_since(now)) {
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match cmd {
+                Some(Cmd::Shutdown) => break,
+                Some(Cmd::Policy(p)) => {
+                    tracing::info!(profile = %p.profile.id, version = %p.profile.version,
+                        serial = ?p.serial, "enforcing a new policy");
+                    self.policy = Some(p);
+                    for t in &mut self.tracks {
+                        t.release_all();
+                    }
+                    due.clear();
+                    self.full(PassKind::Policy);
+                    next_full = Instant::now() + self.config.full_check;
+                }
+                Some(Cmd::Rescan) => {
+                    self.full(PassKind::Drift);
+                    next_full = Instant::now() + self.config.full_check;
+                }
+                Some(Cmd::Changed { users, path }) => {
+                    tracing::debug!(path = ?path, users = ?users, "change seen");
+                    let at = Instant::now() + self.config.debounce;
+                    for u in users {
+                        due.entry(u).or_insert(at);
+                    }
+                }
+                None => {}
+            }
+            let now = Instant::now();
+            if now >= next_full {
+                self.full(PassKind::Drift);
+                next_full = Instant::now() + self.config.full_check;
+                due.clear();
+                continue;
+            }
+            let ready: Vec<usize> = due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(u, _)| *u)
+                .collect();
+            for u in ready {
+                due.remove(&u);
+                self.pass(u, PassKind::Drift);
+            }
+            let pending: Vec<usize> = self
+                .recheck
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(u, _)| *u)
+                .collect();
+            for u in pending {
+                self.pass(u, PassKind::Drift);
+            }
+            if self.hold_expired() {
+                for u in 0..self.users.len() {
+                    self.pass(u, PassKind::Drift);
+                }
+            }
+        }
+        self.write_status();
+        tracing::info!("enforcer stopped");
+    }
+
+    fn next_hold_expiry(&self) -> Option<Instant> {
+        let soonest = self
+            .tracks
+            .iter()
+            .filter_map(UserTrack::next_expiry)
+            .min()?;
+        let wait = soonest - OffsetDateTime::now_utc();
+        Some(Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    }
+
+    fn hold_expired(&self) -> bool {
+        let now = OffsetDateTime::now_utc();
+        self.tracks
+            .iter()
+            .filter_map(UserTrack::next_expiry)
+            .any(|t| t <= now)
+    }
+
+    /// Every user, in turn.
+    fn full(&mut self, kind: PassKind) {
+        for u in 0..self.users.len() {
+            self.pass(u, kind);
+        }
+    }
+
+    /// One user: check and repair every client, queue what changed, tell the user.
+    pub fn pass(&mut self, u: usize, kind: PassKind) {
+        let Some(policy) = self.policy.clone() else {
+            return;
+        };
+        let now = OffsetDateTime::now_utc();
+        let user = self.users[u].clone();
+        let started = Instant::now();
+        let outcome = match self.prepare_and_run(&user, &policy, u, now) {
+            Ok(outcome) => outcome,
+            Err(message) => {
+                tracing::error!(user = %user.name, error = %message, "cannot enforce for this user");
+                if self.status.errors.get(&user.name) != Some(&message) {
+                    self.status
+                        .errors
+                        .insert(user.name.clone(), message.clone());
+                    self.outbox.push(vec![notice(
+                        NoticeKind::ProfileRefused,
+                        format!("user {}: {message}", user.name),
+                        policy.serial,
+                        now,
+                    )]);
+                    self.write_status();
+                }
+                return;
+            }
+        };
+        self.status.errors.remove(&user.name);
+        if outcome.report.count(Status::PendingRestart) > 0 {
+            self.recheck.insert(u, Instant::now() + PENDING_RECHECK);
+        } else {
+            self.recheck.remove(&u);
+        }
+        for p in &outcome.problems {
+            tracing::warn!(user = %user.name, client = p.client.display_name(), error = %p.error,
+                "client could not be checked or repaired");
+        }
+        let changed_by = |f: &Finding| changed_by(f);
+        let mut tracked =
+            self.tracks[u].track(&user.name, kind, &outcome.report.findings, now, &changed_by);
+        let elapsed = started.elapsed();
+        let repaired = outcome.report.count(Status::Repaired);
+        if repaired > 0 || !tracked.events.is_empty() {
+            tracing::info!(user = %user.name, repaired, events = tracked.events.len(),
+                elapsed_ms = elapsed.as_secs_f64() * 1e3, "pass");
+        } else {
+            tracing::debug!(user = %user.name, elapsed_ms = elapsed.as_secs_f64() * 1e3, "pass: nothing to do");
+        }
+        for k in &tracked.newly_contested {
+            tracing::warn!(user = %user.name, client = k.client.display_name(), setting = %k.setting,
+                "setting contested: something keeps changing it; left alone for now");
+        }
+        if !tracked.reverted.is_empty() && policy.profile.agent.notify_user {
+            self.tell_user(u, &policy, &mut tracked);
+        }
+        let mut entries = Vec::with_capacity(tracked.events.len() + 1);
+        for event in tracked.events {
+            let key = format!(
+                "event/{}/{:?}/{}/{}/{}",
+                event.user,
+                event.client,
+                event.scope,
+                event.target,
+                event.setting.as_deref().unwrap_or(&event.control)
+            );
+            entries.push(Entry {
+                item: BatchItem {
+                    id: Uuid::new_v4(),
+                    at: now,
+                    kind: BatchItemKind::Event { event },
+                },
+                key,
+            });
+        }
+        let outcome_changed = !entries.is_empty();
+        if kind == PassKind::Policy
+            || outcome_changed
+            || !self.status.users.contains_key(&user.name)
+        {
+            entries.push(Entry {
+                key: format!("report/{}", user.name),
+                item: BatchItem {
+                    id: Uuid::new_v4(),
+                    at: now,
+                    kind: BatchItemKind::Report {
+                        report: outcome.report.clone(),
+                        user: user.name.clone(),
+                    },
+                },
+            });
+        }
+        self.outbox.push(entries);
+        self.record(&user.name, &outcome.report, now, &policy);
+        self.rewatch(u);
+    }
+
+    fn prepare_and_run(
+        &mut self,
+        user: &LocalUser,
+        policy: &Policy,
+        u: usize,
+        now: OffsetDateTime,
+    ) -> Result<postwarden_agent_core::Outcome, String> {
+        let target = user
+            .target(&self.config.system_root)
+            .map_err(|e| e.to_string())?;
+        let session = Session::new(target, &self.config.clients).map_err(|e| e.to_string())?;
+        let hold = self.tracks[u].hold(now).clone();
+        let mut prepared = session
+            .prepare(&policy.profile, policy.vars_for(&user.name))
+            .map_err(|e| e.to_string())?;
+        prepared.hold(&hold);
+        Ok(prepared.run(RunKind::Apply, Some(rfc3339(now))))
+    }
+
+    /// One notification per pass for the reverted settings that were not announced within the
+    /// profile's interval.
+    fn tell_user(&mut self, u: usize, policy: &Policy, tracked: &mut crate::track::Tracked) {
+        let Some(notifier) = self.notifier.clone() else {
+            return;
+        };
+        let interval = Duration::from_secs(u64::from(policy.profile.agent.notify_interval_secs));
+        let now = Instant::now();
+        let mut fresh = Vec::new();
+        for r in &tracked.reverted {
+            let what = r.setting.clone().unwrap_or_else(|| r.control.clone());
+            let recent = self
+                .notified
+                .get(&(u, what.clone()))
+                .is_some_and(|at| now.duration_since(*at) < interval);
+            if recent {
+                tracked.events[r.event].notified = Some(false);
+                tracked.events[r.event].note.get_or_insert_with(|| {
+                    "the user was told about this setting less than the profile's \
+                     notify_interval ago"
+                        .to_owned()
+                });
+            } else {
+                fresh.push(r.clone());
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let title = |control: &str| {
+            policy
+                .profile
+                .controls
+                .iter()
+                .find(|c| c.id.as_str() == control)
+                .map(|c| c.title.clone())
+                .unwrap_or_else(|| control.to_owned())
+        };
+        let mut lines: Vec<String> = fresh
+            .iter()
+            .take(3)
+            .map(|r| {
+                format!(
+                    "• {} ({}{})",
+                    title(&r.control),
+                    r.client.display_name(),
+                    r.setting
+                        .as_deref()
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        if fresh.len() > 3 {
+            lines.push(format!("… and {} more", fresh.len() - 3));
+        }
+        let message = Message {
+            summary: "Your organisation manages this mail setting".to_owned(),
+            body: format!(
+                "Postwarden put back {} you changed:\n{}\nThese settings are managed by your \
+                 organisation and cannot be changed here. Ask your IT department if you need \
+                 something different.",
+                if fresh.len() == 1 {
+                    "a setting"
+                } else {
+                    "settings"
+                },
+                lines.join("\n")
+            ),
+        };
+        let user = &self.users[u].name;
+        let delivery = notifier.notify(user, &message);
+        tracing::info!(user = %user, delivery = ?delivery, "user notification");
+        let notified = delivery.notified();
+        for r in fresh {
+            tracked.events[r.event].notified = notified;
+            if notified == Some(true) {
+                let what = r.setting.clone().unwrap_or_else(|| r.control.clone());
+                self.notified.insert((u, what), now);
+            }
+        }
+    }
+
+    fn record(&mut self, user: &str, report: &Report, now: OffsetDateTime, policy: &Policy) {
+        let mut clients: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for f in &report.findings {
+            *clients
+                .entry(f.client.display_name().to_owned())
+                .or_default()
+                .entry(f.status.as_str().to_owned())
+                .or_default() += 1;
+        }
+        self.status.users.insert(
+            user.to_owned(),
+            UserStatus {
+                checked_at: rfc3339(now),
+                compliant: report.compliant,
+                clients,
+            },
+        );
+        self.status.profile = Some(ProfileStatus {
+            id: policy.profile.id.to_string(),
+            version: policy.profile.version.0,
+            serial: policy.serial,
+            source: policy.source.clone(),
+        });
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
+        self.status.updated_at = rfc3339(OffsetDateTime::now_utc());
+        self.status.contested = self
+            .users
+            .iter()
+            .zip(&self.tracks)
+            .flat_map(|(u, t)| {
+                t.contested().map(|c| ContestedStatus {
+                    user: u.name.clone(),
+                    client: c.key.client.display_name().to_owned(),
+                    scope: c.key.scope.clone(),
+                    target: c.key.target.clone(),
+                    setting: c.key.setting.clone(),
+                    repairs_in_last_hour: c.repairs,
+                    held_until: rfc3339(c.until),
+                    changed_by: c.changed_by.clone(),
+                })
+            })
+            .collect();
+        let mut bytes = serde_json::to_vec_pretty(&self.status).expect("status serializes");
+        bytes.push(b'\n');
+        if let Err(e) = self.state.write_public(STATUS_FILE, &bytes) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    }
+
+    /// Brings the watches of user `u` in step with what its stores read now.
+    fn rewatch(&mut self, u: usize) {
+        #[cfg(windows)]
+        if let Some(watch) = &mut self.registry_watch {
+            watch.set_user(u, &self.users[u], &self.config);
+        }
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        let clients = if self.config.clients.is_empty() {
+            postwarden_agent_core::default_clients()
+        } else {
+            self.config.clients.clone()
+        };
+        let target = match self.users[u].target(&self.config.system_root) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        match watch_points(&target, &clients) {
+            Ok(points) => watch.set_user(u, points.into_iter().map(|p| (p.dir, p.names)).collect()),
+            Err(e) => tracing::warn!(user = %self.users[u].name, error = %e,
+                "cannot list what to watch; the periodic check covers this user"),
+        }
+    }
+}
+
+/// What keeps changing a finding's setting, where the agent can tell: a running Thunderbird
+/// rewrites prefs.js from memory when it exits.
+fn changed_by(f: &Finding) -> Option<String> {
+    if f.client == Client::Thunderbird {
+        let running = postwarden_agent_core::thunderbird::discover::running(Path::new(&f.scope))?;
+        return Some(format!(
+            "Thunderbird (pid {}), which rewrites prefs.js when it exits",
+            running.pid
+        ));
+    }
+    None
+}
+
+pub fn notice(kind: NoticeKind, detail: String, serial: Option<u64>, now: OffsetDateTime) -> Entry {
+    Entry {
+        key: format!("notice/{}", Uuid::new_v4()),
+        item: BatchItem {
+            id: Uuid::new_v4(),
+            at: now,
+            kind: BatchItemKind::Notice {
+                notice: Notice {
+                    kind,
+                    detail,
+                    serial,
+                },
+            },
+        },
+    }
+}
+
+/// Which users watch which folders, shared with the watcher's callback.
+type Table = Arc<RwLock<HashMap<PathBuf, Vec<(usize, Names)>>>>;
+
+/// The file-system watches: one non-recursive watch per folder, whatever the number of users
+/// interested in it.
+struct WatchSet {
+    watcher: notify::RecommendedWatcher,
+    table: Table,
+    per_user: HashMap<usize, Vec<(PathBuf, Names)>>,
+}
+
+impl WatchSet {
+    fn new(cmds: CmdSender) -> notify::Result<WatchSet> {
+        let table: Table = Arc::default();
+        let lookup = table.clone();
+        let cmds = Mutex::new(cmds);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let send = |cmd: Cmd| {
+                let _ = cmds.lock().unwrap_or_else(|p| p.into_inner()).send(cmd);
+            };
+            let event = match res {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch error; checking everything");
+                    send(Cmd::Rescan);
+                    return;
+                }
+            };
+            if event.need_rescan() {
+                send(Cmd::Rescan);
+                return;
+            }
+            if !relevant(&event.kind) {
+                return;
+            }
+            let table = lookup.read().unwrap_or_else(|p| p.into_inner());
+            for path in &event.paths {
+                let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                    continue;
+                };
+                let Some(entries) = table.get(dir) else {
+                    continue;
+                };
+                let users: Vec<usize> = entries
+                    .iter()
+                    .filter(|(_, names)| names.matches(name))
+                    .map(|(u, _)| *u)
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !users.is_empty() {
+                    send(Cmd::Changed {
+                        users,
+                        path: Some(path.clone()),
+                    });
+                }
+            }
+        })?;
+        Ok(WatchSet {
+            watcher,
+            table,
+            per_user: HashMap::new(),
+        })
+    }
+
+    fn set_user(&mut self, u: usize, points: Vec<(PathBuf, Names)>) {
+        if self.per_user.get(&u) == Some(&points) {
+            return;
+        }
+        self.per_user.insert(u, points);
+        let mut table: HashMap<PathBuf, Vec<(usize, Names)>> = HashMap::new();
+        for (user, points) in &self.per_user {
+            for (dir, names) in points {
+                table
+                    .entry(dir.clone())
+                    .or_default()
+                    .push((*user, names.clone()));
+            }
+        }
+        let mut current = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let old: HashSet<PathBuf> = current.keys().cloned().collect();
+        let new: HashSet<PathBuf> = table.keys().cloned().collect();
+        for dir in old.difference(&new) {
+            let _ = self.watcher.unwatch(dir);
+        }
+        for dir in new.difference(&old) {
+            if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
+            }
+        }
+        *current = table;
+    }
+}
+
+/// Changes that can alter a setting: not reads (the agent's own passes read every file).
+fn relevant(kind: &EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Any | EventKind::Other => true,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+    }
+}
+
+#[cfg(windows)]
+mod registry_watch {
+    //! Outlook's registry, through the existing `RegNotifyChangeKeyValue` watcher: one watcher
+    //! per user whose hive is loaded. A hive that is not loaded is not watched: its keys'
+    //! nearest existing ancestor would be `HKEY_USERS` itself, whose subtree changes with every
+    //! write of every logged-on user. Whether it is loaded is looked at again after each pass of
+    //! the user, so a hive loaded later is watched from the next pass (a full check at worst).
+
+    use postwarden_agent_core::watch::registry_roots;
+    use postwarden_registry::windows::{Watcher, WinRegistry};
+    use postwarden_registry::{KeyPath, Registry as _};
+
+    use super::*;
+
+    #[derive(Debug)]
+    pub struct RegistryWatch {
+        cmds: CmdSender,
+        /// Per user: the hive watched, and its watcher (dropping it stops its thread).
+        users: HashMap<usize, (KeyPath, Watcher)>,
+    }
+
+    impl RegistryWatch {
+        pub fn new(cmds: CmdSender) -> RegistryWatch {
+            RegistryWatch {
+                cmds,
+                users: HashMap::new(),
+            }
+        }
+
+        /// Watches user `u`'s Outlook keys while its hive is loaded.
+        pub fn set_user(&mut self, u: usize, user: &LocalUser, config: &EnforcerConfig) {
+            let Ok(target) = user.target(&config.system_root) else {
+                return;
+            };
+            let hive = target.hive();
+            // HKEY_CURRENT_USER is always there; HKEY_USERS\<SID> while the user is logged on.
+            let loaded =
+                target.registry_user.is_none() || WinRegistry::new().exists(&hive).unwrap_or(false);
+            if !loaded {
+                if self.users.remove(&u).is_some() {
+                    tracing::info!(user = %user.name, hive = %hive,
+                        "the user's registry hive was unloaded; no longer watched");
+                }
+                return;
+            }
+            if self.users.get(&u).is_some_and(|(h, _)| *h == hive) {
+                return;
+            }
+            match Watcher::spawn(registry_roots(&target)) {
+                Ok((watcher, changes)) => {
+                    let cmds = self.cmds.clone();
+                    // Ends when the watcher is dropped (its sender goes) or the enforcer is gone.
+                    let forward = std::thread::Builder::new()
+                        .name("registry-changes".to_owned())
+                        .spawn(move || {
+                            for _change in changes {
+                                let cmd = Cmd::Changed {
+                                    users: vec![u],
+                                    path: None,
+                                };
+                                if cmds.send(cmd).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    if let Err(e) = forward {
+                        tracing::error!(user = %user.name, error = %e,
+                            "cannot watch the registry; Outlook drift is found by the periodic check only");
+                        return;
+                    }
+                    tracing::debug!(user = %user.name, hive = %hive, "watching the registry");
+                    self.users.insert(u, (hive, watcher));
+                }
+                Err(e) => tracing::error!(user = %user.name, error = %e,
+                    "cannot watch the registry; Outlook drift is found by the periodic check only"),
+            }
+        }
+    }
+}
