@@ -10,6 +10,10 @@ set -euo pipefail
 need_apt=()
 dpkg -s thunderbird >/dev/null 2>&1 || need_apt+=(thunderbird)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# postwarden-service: `systemd-analyze verify`/`security` check the unit, and its lifecycle
+# test boots systemd (/lib/systemd/systemd, systemctl) in namespaces; util-linux's setpriv,
+# nsenter, taskset and chrt (from the line above) drive and probe it.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # Independent readers of what we write for Apple Mail: plistutil (libplist) next to Python's
 # plistlib, and the openssl command line, which checks our CMS signatures (a test oracle only:
 # the product links no OpenSSL).

@@ -183,9 +183,24 @@ fn windows_service(opts: RunOptions) -> Result<ExitCode> {
 pub fn service(args: ServiceArgs) -> Result<ExitCode> {
     use postwarden_service::{ServiceSpec, ServiceState};
     let exe = std::env::current_exe().context("finding the agent's own executable")?;
+    let state_dir = match (&args.state.state_dir, args.user_level) {
+        (Some(dir), _) => dir.clone(),
+        // A user's own agent keeps its state in the user's home.
+        (None, true) => {
+            let home = std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .ok_or_else(|| anyhow!("$HOME is not set; pass --state-dir DIR"))?;
+            if cfg!(target_os = "macos") {
+                home.join("Library/Application Support/Postwarden")
+            } else {
+                home.join(".local/state/postwarden")
+            }
+        }
+        (None, false) => args.state.dir(),
+    };
     let spec = ServiceSpec {
         exe,
-        state_dir: args.state.dir(),
+        state_dir,
         user_level: args.user_level,
         extra_args: Vec::new(),
     };

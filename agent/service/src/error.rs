@@ -26,7 +26,10 @@ pub enum ServiceError {
 
     /// The service manager's tool is not installed.
     #[error("`{tool}` was not found: {why}")]
-    ToolMissing { tool: &'static str, why: &'static str },
+    ToolMissing {
+        tool: &'static str,
+        why: &'static str,
+    },
 
     /// The spec cannot be written into a unit, plist or command line safely.
     #[error("invalid service {field} {value:?}: {reason}")]

@@ -41,7 +41,10 @@ pub fn plist(spec: &ServiceSpec, log_dir: &Path) -> Vec<u8> {
     dict.insert("KeepAlive".into(), Value::Dictionary(keep_alive));
     dict.insert("StandardOutPath".into(), log("agent.log"));
     dict.insert("StandardErrorPath".into(), log("agent.err.log"));
-    dict.insert("ExitTimeOut".into(), Value::Integer(EXIT_TIMEOUT_SECS.into()));
+    dict.insert(
+        "ExitTimeOut".into(),
+        Value::Integer(EXIT_TIMEOUT_SECS.into()),
+    );
 
     let mut out = Vec::new();
     Value::Dictionary(dict)

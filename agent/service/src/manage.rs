@@ -113,6 +113,7 @@ fn describe(platform: Platform, action: Action, user_level: bool) -> String {
             "writing the plist, then `launchctl load` it,".to_owned()
         }
         (Platform::Launchd, Action::Uninstall) => format!("`launchctl remove {SERVICE_LABEL}`"),
+        (Platform::Launchd, Action::Status) => format!("`launchctl print {SERVICE_LABEL}`"),
         (Platform::Launchd, a) => format!("`launchctl {a} {SERVICE_LABEL}`"),
         (Platform::Windows, Action::Install) => format!("`sc.exe create {WINDOWS_SERVICE_NAME}`"),
         (Platform::Windows, Action::Uninstall) => format!("`sc.exe delete {WINDOWS_SERVICE_NAME}`"),
@@ -120,7 +121,12 @@ fn describe(platform: Platform, action: Action, user_level: bool) -> String {
     }
 }
 
-fn manager_error(platform: Platform, action: Action, user_level: bool, e: io::Error) -> ServiceError {
+fn manager_error(
+    platform: Platform,
+    action: Action,
+    user_level: bool,
+    e: io::Error,
+) -> ServiceError {
     let text = e.to_string();
     // service-manager's "Command failed with exit code N: <the tool's output>".
     let output = text
@@ -180,8 +186,13 @@ fn checked(program: &'static str, args: &[String]) -> Result<Output, ServiceErro
     let code = out
         .status
         .code()
-        .map_or("killed by a signal".to_owned(), |c| format!("exit code {c}"));
-    Err(ServiceError::tool(command_text(program, args), format!("{code}: {said}")))
+        .map_or("killed by a signal".to_owned(), |c| {
+            format!("exit code {c}")
+        });
+    Err(ServiceError::tool(
+        command_text(program, args),
+        format!("{code}: {said}"),
+    ))
 }
 
 fn systemctl_args(user_level: bool, args: &[&str]) -> Vec<String> {

@@ -34,7 +34,11 @@ pub fn sc_failure_args() -> Vec<String> {
 /// `sc.exe failureflag PostwardenAgent 1`: the failure actions also apply when the service stops
 /// itself with a non-zero exit code (a fatal error), not only when the process crashes.
 pub fn sc_failureflag_args() -> Vec<String> {
-    vec!["failureflag".into(), WINDOWS_SERVICE_NAME.into(), "1".into()]
+    vec![
+        "failureflag".into(),
+        WINDOWS_SERVICE_NAME.into(),
+        "1".into(),
+    ]
 }
 
 /// `sc.exe description PostwardenAgent "<description>"`.
@@ -62,7 +66,10 @@ mod tests {
             sc_failure_args().join(" "),
             "failure PostwardenAgent reset= 86400 actions= restart/10000/restart/10000/restart/60000"
         );
-        assert_eq!(sc_failureflag_args().join(" "), "failureflag PostwardenAgent 1");
+        assert_eq!(
+            sc_failureflag_args().join(" "),
+            "failureflag PostwardenAgent 1"
+        );
     }
 
     #[test]
@@ -70,7 +77,9 @@ mod tests {
         assert!(is_access_denied(
             "[SC] OpenSCManager FAILED 5:\r\n\r\nAccess is denied.\r\n"
         ));
-        assert!(is_access_denied("Command failed with exit code 5: [SC] OpenSCManager FAILED 5:"));
+        assert!(is_access_denied(
+            "Command failed with exit code 5: [SC] OpenSCManager FAILED 5:"
+        ));
         assert!(!is_access_denied("[SC] StartService FAILED 1053:"));
     }
 }

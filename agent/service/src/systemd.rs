@@ -98,6 +98,8 @@ KillSignal=SIGTERM
 TimeoutStopSec=60s
 Restart=on-failure
 RestartSec=10s
+# Exit 2 is a configuration error (the field is named in the log): restarting cannot fix it.
+RestartPreventExitStatus=2
 # Its memory holds the device's credential: no core dumps.
 LimitCORE=0
 
@@ -174,6 +176,8 @@ KillSignal=SIGTERM
 TimeoutStopSec=60s
 Restart=on-failure
 RestartSec=10s
+# Exit 2 is a configuration error (the field is named in the log): restarting cannot fix it.
+RestartPreventExitStatus=2
 LimitCORE=0
 UMask=0077
 NoNewPrivileges=yes
@@ -303,7 +307,10 @@ mod tests {
             ("", "\"\""),
             (";", "\\;"),
             ("x\ny", "\"x\\x0ay\""),
-            ("https://pw.example:8443/x?y=1", "\"https://pw.example:8443/x?y=1\""),
+            (
+                "https://pw.example:8443/x?y=1",
+                "\"https://pw.example:8443/x?y=1\"",
+            ),
         ];
         for (word, want) in cases {
             assert_eq!(quote_exec(word), want, "{word:?}");

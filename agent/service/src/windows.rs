@@ -85,7 +85,11 @@ fn service_thread(_arguments: Vec<OsString>) {
     }
 }
 
-fn status(state: ScmState, accept: ServiceControlAccept, exit_code: ServiceExitCode) -> ServiceStatus {
+fn status(
+    state: ScmState,
+    accept: ServiceControlAccept,
+    exit_code: ServiceExitCode,
+) -> ServiceStatus {
     let pending = matches!(state, ScmState::StopPending | ScmState::StartPending);
     ServiceStatus {
         service_type: ServiceType::OWN_PROCESS,

@@ -2,7 +2,6 @@
 //! Linux-side (Python's plistlib); the plist is macOS's, its text the same everywhere.
 #![cfg(unix)]
 
-
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -9,7 +9,9 @@ const COMMAND: &str =
     "`systemctl show --property=LoadState,ActiveState,SubState,Result postwarden-agent.service`";
 
 fn recorded(case: &str) -> Result<ServiceState, ServiceError> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/systemctl-show").join(case);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/systemctl-show")
+        .join(case);
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
     let code = read("code").trim().parse().unwrap();
     parse_systemctl_show(COMMAND, Some(code), &read("stdout"), &read("stderr"))
@@ -22,10 +24,16 @@ fn recorded_answers_map_to_states() {
         ("inactive", ServiceState::Stopped),
         ("active", ServiceState::Running),
         // Killed, waiting for Restart=on-failure.
-        ("auto-restart", ServiceState::Unknown("activating (auto-restart)".into())),
+        (
+            "auto-restart",
+            ServiceState::Unknown("activating (auto-restart)".into()),
+        ),
         // systemd gave up: not running.
         ("failed", ServiceState::Stopped),
-        ("bad-setting", ServiceState::Unknown("unit bad-setting".into())),
+        (
+            "bad-setting",
+            ServiceState::Unknown("unit bad-setting".into()),
+        ),
         ("masked", ServiceState::Unknown("unit masked".into())),
     ];
     for (case, want) in cases {

@@ -3,7 +3,6 @@
 //! Linux-side: `systemd-analyze` checks the unit.
 #![cfg(unix)]
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,7 +37,9 @@ fn directives(unit: &str, section: &str) -> BTreeMap<String, Vec<String>> {
         }
         let (key, value) = line.split_once('=').expect("key=value");
         if current == section {
-            out.entry(key.to_owned()).or_default().push(value.to_owned());
+            out.entry(key.to_owned())
+                .or_default()
+                .push(value.to_owned());
         }
     }
     out
@@ -144,7 +145,12 @@ fn system_unit_has_every_claimed_hardening_directive_once() {
     );
     // What the agent must not get, which must therefore not appear.
     let service = directives(&unit, "Service");
-    for absent in ["User", "AmbientCapabilities", "PrivateUsers", "PrivateNetwork"] {
+    for absent in [
+        "User",
+        "AmbientCapabilities",
+        "PrivateUsers",
+        "PrivateNetwork",
+    ] {
         assert!(!service.contains_key(absent), "{absent}= in\n{unit}");
     }
 }
@@ -199,11 +205,9 @@ fn verify(unit: &str, user: bool) -> Result<(), String> {
         std::fs::create_dir(&runtime).unwrap();
         cmd.arg("--user").env("XDG_RUNTIME_DIR", &runtime);
     }
-    let out = cmd
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze (Debian package `systemd`; scripts/install-test-deps.sh installs it)");
+    let out = cmd.args(["verify", "--man=no"]).arg(&path).output().expect(
+        "systemd-analyze (Debian package `systemd`; scripts/install-test-deps.sh installs it)",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.success() && stderr.trim().is_empty() && stdout.trim().is_empty() {
@@ -261,9 +265,17 @@ fn system_unit_exposure_stays_low() {
     let text = String::from_utf8_lossy(&out.stdout);
     let overall = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for postwarden-agent.service: ").nth(1))
-        .unwrap_or_else(|| panic!("no overall rating in:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+        .find_map(|l| {
+            l.split("Overall exposure level for postwarden-agent.service: ")
+                .nth(1)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no overall rating in:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let score: f64 = overall.split_whitespace().next().unwrap().parse().unwrap();
     println!("systemd-analyze security --offline=yes: {overall}");
-    assert!(score <= 2.9, "exposure {score} (was 2.9):\n{text}");
+    assert!(score <= 2.8, "exposure {score} (was 2.8):\n{text}");
 }

@@ -21,8 +21,8 @@ mod scm {
     use std::time::{Duration, Instant};
 
     use postwarden_service::{
-        install, run_as_windows_service, start, status, stop, uninstall, ServiceError,
-        ServiceSpec, ServiceState,
+        install, run_as_windows_service, start, status, stop, uninstall, ServiceError, ServiceSpec,
+        ServiceState,
     };
 
     const NAME: &str = "windows_scm";
@@ -94,7 +94,9 @@ mod scm {
         })
         .expect_err("a user-level service on Windows");
         assert!(matches!(err, ServiceError::UserLevelUnsupported), "{err}");
-        assert!(err.to_string().contains("user-level services are not supported by the Windows service manager"));
+        assert!(err
+            .to_string()
+            .contains("user-level services are not supported by the Windows service manager"));
 
         // From a console the dispatcher must fail at once (error 1063), not hang.
         let err = run_as_windows_service(service_loop).expect_err("dispatcher from a console");
@@ -108,12 +110,16 @@ mod scm {
         registration(&spec);
 
         start(&spec).expect("start");
-        wait_for("no marker from the service", Duration::from_secs(30), || {
-            std::fs::read_to_string(marker(dir.path())).is_ok_and(|m| m == "running")
-        });
-        wait_for("the SCM does not say running", Duration::from_secs(10), || {
-            state() == ServiceState::Running
-        });
+        wait_for(
+            "no marker from the service",
+            Duration::from_secs(30),
+            || std::fs::read_to_string(marker(dir.path())).is_ok_and(|m| m == "running"),
+        );
+        wait_for(
+            "the SCM does not say running",
+            Duration::from_secs(10),
+            || state() == ServiceState::Running,
+        );
 
         stop(&spec).expect("stop");
         assert_eq!(state(), ServiceState::Stopped);
@@ -129,9 +135,11 @@ mod scm {
         );
 
         uninstall(&spec).expect("uninstall");
-        wait_for("the service is still registered", Duration::from_secs(10), || {
-            state() == ServiceState::NotInstalled
-        });
+        wait_for(
+            "the service is still registered",
+            Duration::from_secs(10),
+            || state() == ServiceState::NotInstalled,
+        );
         uninstall(&spec).expect("uninstall of nothing");
     }
 
@@ -144,22 +152,33 @@ mod scm {
         let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
             .expect("OpenSCManager");
         let service = manager
-            .open_service(postwarden_service::WINDOWS_SERVICE_NAME, ServiceAccess::QUERY_CONFIG)
+            .open_service(
+                postwarden_service::WINDOWS_SERVICE_NAME,
+                ServiceAccess::QUERY_CONFIG,
+            )
             .expect("OpenService");
         let config = service.query_config().expect("QueryServiceConfig");
         let command = config.executable_path.to_string_lossy().into_owned();
         println!("registered command line: {command}");
         assert!(
             command.contains(&*spec.exe.to_string_lossy())
-                && command.contains(&format!(" run --service --state-dir {}", spec.state_dir.display())),
+                && command.contains(&format!(
+                    " run --service --state-dir {}",
+                    spec.state_dir.display()
+                )),
             "{command}"
         );
         assert_eq!(config.start_type, ServiceStartType::AutoStart);
-        let account = config.account_name.map(|a| a.to_string_lossy().into_owned());
+        let account = config
+            .account_name
+            .map(|a| a.to_string_lossy().into_owned());
         assert_eq!(account.as_deref(), Some("LocalSystem"));
         match service.get_failure_actions() {
-            Ok(actions) => println!("failure actions as the SCM reports them: {:?}", actions.actions),
-            Err(e) => println!("failure actions not readable: {e}"),
+            Ok(actions) => println!(
+                "failure actions as the SCM reports them: {:?}",
+                actions.actions
+            ),
+            Err(e) => println!("failure actions not readable: {e:?}"),
         }
     }
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postwarden_service::{
-    install, start, status, stop, systemd_unit, uninstall, ServiceError, ServiceSpec,
-    ServiceState, UNIT_NAME,
+    install, start, status, stop, systemd_unit, uninstall, ServiceError, ServiceSpec, ServiceState,
+    UNIT_NAME,
 };
 
 use crate::probe::{self, REPORT};
@@ -20,6 +20,8 @@ use crate::probe::{self, REPORT};
 /// The user whose home, runtime folder and processes the service works with.
 pub const USER: &str = "pwuser";
 pub const UID: u32 = 1500;
+/// A host name the sandbox's /etc/hosts gives two addresses.
+pub const PROBE_HOST: &str = "policy.postwarden.test";
 /// Where the service's program is installed in the sandbox (readable by the user, who runs it
 /// through setpriv).
 const EXE: &str = "/var/opt/postwarden-test/postwarden-agent";
@@ -65,7 +67,11 @@ impl Checks {
 
     fn state_of(&mut self, spec: &ServiceSpec, when: &str, want: ServiceState) {
         match status(spec) {
-            Ok(got) => self.check(&format!("status {when} is {want}"), got == want, format!("got {got}")),
+            Ok(got) => self.check(
+                &format!("status {when} is {want}"),
+                got == want,
+                format!("got {got}"),
+            ),
             Err(e) => self.check(&format!("status {when} is {want}"), false, e),
         }
     }
@@ -73,14 +79,22 @@ impl Checks {
     /// The probe's report: one check per line, every expected check present.
     fn report(&mut self, path: &Path, expected: &[&str], heading: &str) {
         let Some(text) = wait_for(path, Duration::from_secs(30)) else {
-            let unit = if path.starts_with("/home") { "the user service" } else { UNIT_NAME };
-            self.check("the service wrote its report", false, format!(
-                "nothing in {} after 30 s from {unit}; systemctl says {} / {} / {}",
-                path.display(),
-                systemctl_show("ActiveState"),
-                systemctl_show("SubState"),
-                systemctl_show("Result")
-            ));
+            let unit = if path.starts_with("/home") {
+                "the user service"
+            } else {
+                UNIT_NAME
+            };
+            self.check(
+                "the service wrote its report",
+                false,
+                format!(
+                    "nothing in {} after 30 s from {unit}; systemctl says {} / {} / {}",
+                    path.display(),
+                    systemctl_show("ActiveState"),
+                    systemctl_show("SubState"),
+                    systemctl_show("Result")
+                ),
+            );
             return;
         };
         println!("{heading}");
@@ -97,9 +111,17 @@ impl Checks {
         let missing: Vec<&str> = expected
             .iter()
             .copied()
-            .filter(|name| !text.lines().any(|l| l == format!("ok {name}") || l.starts_with(&format!("FAIL {name}: "))))
+            .filter(|name| {
+                !text
+                    .lines()
+                    .any(|l| l == format!("ok {name}") || l.starts_with(&format!("FAIL {name}: ")))
+            })
             .collect();
-        self.check("the report covers every check", missing.is_empty(), format!("missing {missing:?}"));
+        self.check(
+            "the report covers every check",
+            missing.is_empty(),
+            format!("missing {missing:?}"),
+        );
     }
 
     fn ok(&mut self, what: &str, result: Result<(), ServiceError>) {
@@ -131,8 +153,16 @@ fn set_up_user() {
         text.push_str(&line);
         fs::write(file, text).unwrap();
     };
-    append("/etc/passwd", format!("{USER}:x:{UID}:{UID}:Postwarden test:/home/{USER}:/bin/sh\n"));
+    append(
+        "/etc/passwd",
+        format!("{USER}:x:{UID}:{UID}:Postwarden test:/home/{USER}:/bin/sh\n"),
+    );
     append("/etc/group", format!("{USER}:x:{UID}:\n"));
+    // A name with two addresses, for the probe's name resolution check.
+    append(
+        "/etc/hosts",
+        format!("127.0.0.2 {PROBE_HOST}\n::1 {PROBE_HOST}\n"),
+    );
     let home = PathBuf::from(format!("/home/{USER}"));
     let profile = home.join(".thunderbird/abc.default");
     fs::create_dir_all(&profile).unwrap();
@@ -185,7 +215,12 @@ fn wait_for(path: &Path, timeout: Duration) -> Option<String> {
 
 fn systemctl_show(property: &str) -> String {
     let out = Command::new("systemctl")
-        .args(["show", &format!("--property={property}"), "--value", UNIT_NAME])
+        .args([
+            "show",
+            &format!("--property={property}"),
+            "--value",
+            UNIT_NAME,
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -206,16 +241,38 @@ pub fn main() -> ExitCode {
     c.state("before install", ServiceState::NotInstalled);
 
     let (ok, said) = run(Command::new("setpriv")
-        .args([format!("--reuid={UID}"), format!("--regid={UID}"), "--clear-groups".into()])
+        .args([
+            format!("--reuid={UID}"),
+            format!("--regid={UID}"),
+            "--clear-groups".into(),
+        ])
         .args([EXE, "__needs-root"]));
-    c.check("install as a user is refused with \"needs root\"", ok && said.contains("needs root"), &said);
+    c.check(
+        "install as a user is refused with \"needs root\"",
+        ok && said.contains("needs root"),
+        &said,
+    );
 
     c.ok("install", install(&spec));
     let written = fs::read_to_string(&unit_path).unwrap_or_default();
-    c.check("the unit file is our unit", written == systemd_unit(&spec), &written);
-    let mode = fs::metadata(&unit_path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
-    c.check("the unit file is mode 0644", mode == 0o644, format!("{mode:o}"));
-    c.check("enabled: multi-user.target wants it", wants.is_symlink(), wants.display());
+    c.check(
+        "the unit file is our unit",
+        written == systemd_unit(&spec),
+        &written,
+    );
+    let mode = fs::metadata(&unit_path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    c.check(
+        "the unit file is mode 0644",
+        mode == 0o644,
+        format!("{mode:o}"),
+    );
+    c.check(
+        "enabled: multi-user.target wants it",
+        wants.is_symlink(),
+        wants.display(),
+    );
     c.ok("install again (replacing the unit)", install(&spec));
     c.state("after install", ServiceState::Stopped);
 
@@ -229,33 +286,58 @@ pub fn main() -> ExitCode {
         .find(|l| l.contains("Overall exposure level"))
         .unwrap_or("no overall exposure line")
         .to_owned();
-    println!("  systemd-analyze security (live): {}", overall.trim_start_matches('→').trim());
+    println!(
+        "  systemd-analyze security (live): {}",
+        overall.trim_start_matches('→').trim()
+    );
 
     c.ok("start", start(&spec));
-    c.report(&Path::new(STATE_DIR).join(REPORT), probe::CHECKS, "inside the sandbox systemd built from our unit:");
+    c.report(
+        &Path::new(STATE_DIR).join(REPORT),
+        probe::CHECKS,
+        "inside the sandbox systemd built from our unit:",
+    );
     c.state("while it runs", ServiceState::Running);
     let heard = received.lock().unwrap().clone();
     c.check(
         "the user's socket heard the setpriv'd child as the user",
-        heard.iter().any(|l| l == &format!("hello from uid={UID} gid={UID}")),
+        heard
+            .iter()
+            .any(|l| l == &format!("hello from uid={UID} gid={UID}")),
         format!("{heard:?}"),
     );
 
     c.ok("stop", stop(&spec));
     c.state("after stop", ServiceState::Stopped);
     let result = systemctl_show("Result");
-    c.check("it stopped cleanly on SIGTERM (Result=success)", result == "success", &result);
+    c.check(
+        "it stopped cleanly on SIGTERM (Result=success)",
+        result == "success",
+        &result,
+    );
 
     c.ok("uninstall", uninstall(&spec));
     c.state("after uninstall", ServiceState::NotInstalled);
-    c.check("the unit file is gone", !unit_path.exists(), unit_path.display());
-    c.check("the enablement link is gone", !wants.is_symlink(), wants.display());
+    c.check(
+        "the unit file is gone",
+        !unit_path.exists(),
+        unit_path.display(),
+    );
+    c.check(
+        "the enablement link is gone",
+        !wants.is_symlink(),
+        wants.display(),
+    );
     c.ok("uninstall again (nothing to do)", uninstall(&spec));
     match start(&spec) {
         Ok(()) => c.check("start without install fails", false, "it succeeded"),
         Err(e) => {
             let said = e.to_string();
-            c.check("start without install fails, naming the unit", said.contains(UNIT_NAME) && said.contains("not found"), &said);
+            c.check(
+                "start without install fails, naming the unit",
+                said.contains(UNIT_NAME) && said.contains("not found"),
+                &said,
+            );
             println!("        ({said})");
         }
     }
@@ -265,7 +347,11 @@ pub fn main() -> ExitCode {
     if c.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("\n{} failed:\n  {}", c.failures.len(), c.failures.join("\n  "));
+        println!(
+            "\n{} failed:\n  {}",
+            c.failures.len(),
+            c.failures.join("\n  ")
+        );
         ExitCode::FAILURE
     }
 }
@@ -301,7 +387,11 @@ fn user_spec() -> ServiceSpec {
         exe: PathBuf::from(EXE),
         state_dir: PathBuf::from(format!("/home/{USER}/.local/state/postwarden")),
         user_level: true,
-        extra_args: vec!["--probe-uid".into(), UID.to_string(), "--probe-user-level".into()],
+        extra_args: vec![
+            "--probe-uid".into(),
+            UID.to_string(),
+            "--probe-user-level".into(),
+        ],
     }
 }
 
@@ -313,14 +403,27 @@ fn user_level(c: &mut Checks) {
     let (ok, said) = run(Command::new("systemctl").args(["start", "pwuser-manager.service"]));
     c.check("the user's systemd --user started", ok, &said);
     let out = Command::new("setpriv")
-        .args([format!("--reuid={UID}"), format!("--regid={UID}"), "--init-groups".into()])
-        .args(["env", "-i", &format!("HOME=/home/{USER}"), &format!("XDG_RUNTIME_DIR={RUNTIME_DIR}")])
+        .args([
+            format!("--reuid={UID}"),
+            format!("--regid={UID}"),
+            "--init-groups".into(),
+        ])
+        .args([
+            "env",
+            "-i",
+            &format!("HOME=/home/{USER}"),
+            &format!("XDG_RUNTIME_DIR={RUNTIME_DIR}"),
+        ])
         .args(["PATH=/usr/sbin:/usr/bin:/sbin:/bin", EXE, "__inside-user"])
         .output()
         .expect("setpriv");
     print!("{}", String::from_utf8_lossy(&out.stdout));
     print!("{}", String::from_utf8_lossy(&out.stderr));
-    c.check("the --user-level lifecycle", out.status.success(), out.status);
+    c.check(
+        "the --user-level lifecycle",
+        out.status.success(),
+        out.status,
+    );
 }
 
 /// As the user, against the user's manager: the same lifecycle at user level.
@@ -332,20 +435,36 @@ pub fn main_user() -> ExitCode {
     c.state_of(&spec, "before install", ServiceState::NotInstalled);
     c.ok("install --user-level", install(&spec));
     let written = fs::read_to_string(&unit_path).unwrap_or_default();
-    c.check("~/.config/systemd/user has our user unit", written == systemd_unit(&spec), &written);
+    c.check(
+        "~/.config/systemd/user has our user unit",
+        written == systemd_unit(&spec),
+        &written,
+    );
     c.state_of(&spec, "after install", ServiceState::Stopped);
     c.ok("start --user-level", start(&spec));
-    c.report(&spec.state_dir.join(REPORT), probe::USER_CHECKS, "inside the user manager, under our user unit:");
+    c.report(
+        &spec.state_dir.join(REPORT),
+        probe::USER_CHECKS,
+        "inside the user manager, under our user unit:",
+    );
     c.state_of(&spec, "while it runs", ServiceState::Running);
     c.ok("stop --user-level", stop(&spec));
     c.state_of(&spec, "after stop", ServiceState::Stopped);
     c.ok("uninstall --user-level", uninstall(&spec));
     c.state_of(&spec, "after uninstall", ServiceState::NotInstalled);
-    c.check("the user unit is gone", !unit_path.exists(), unit_path.display());
+    c.check(
+        "the user unit is gone",
+        !unit_path.exists(),
+        unit_path.display(),
+    );
     if c.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("\n{} failed (user level):\n  {}", c.failures.len(), c.failures.join("\n  "));
+        println!(
+            "\n{} failed (user level):\n  {}",
+            c.failures.len(),
+            c.failures.join("\n  ")
+        );
         ExitCode::FAILURE
     }
 }

@@ -60,7 +60,14 @@ fn main() -> ExitCode {
 /// What libtest would do for one test: honour `--list` and name filters, print the result.
 #[cfg(target_os = "linux")]
 fn harness(args: &[String]) -> ExitCode {
-    const TAKES_VALUE: &[&str] = &["--test-threads", "--skip", "--format", "--color", "--logfile", "-Z"];
+    const TAKES_VALUE: &[&str] = &[
+        "--test-threads",
+        "--skip",
+        "--format",
+        "--color",
+        "--logfile",
+        "-Z",
+    ];
     let mut filters = Vec::new();
     let mut skip = Vec::new();
     let mut it = args.iter();

@@ -84,7 +84,15 @@ impl Sandbox {
             rustix::process::geteuid().is_root(),
             "this test boots systemd in namespaces and must run as root"
         );
-        for tool in ["unshare", "nsenter", "setpriv", "mount", "systemd", "systemctl", "systemd-analyze"] {
+        for tool in [
+            "unshare",
+            "nsenter",
+            "setpriv",
+            "mount",
+            "systemd",
+            "systemctl",
+            "systemd-analyze",
+        ] {
             need(tool);
         }
         // On the machine's disk, not in /tmp: the sandbox has its own /tmp.
@@ -97,7 +105,15 @@ impl Sandbox {
         fs::create_dir_all(&cgroup).expect("creating the sandbox's cgroup");
         let log = fs::File::create(work.path().join("boot.log")).unwrap();
         let unshare = Command::new("unshare")
-            .args(["--pid", "--fork", "--mount", "--uts", "--ipc", "--propagation", "private"])
+            .args([
+                "--pid",
+                "--fork",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--propagation",
+                "private",
+            ])
             .arg("bash")
             .arg(work.path().join("boot.sh"))
             .arg(work.path())
@@ -135,9 +151,16 @@ impl Sandbox {
                 return text.trim().parse().expect("pid1 file");
             }
             if let Ok(Some(status)) = self.unshare.try_wait() {
-                panic!("the sandbox ended ({status}) before systemd started\n{}", self.diagnostics());
+                panic!(
+                    "the sandbox ended ({status}) before systemd started\n{}",
+                    self.diagnostics()
+                );
             }
-            assert!(Instant::now() < deadline, "no systemd after 20 s\n{}", self.diagnostics());
+            assert!(
+                Instant::now() < deadline,
+                "no systemd after 20 s\n{}",
+                self.diagnostics()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
