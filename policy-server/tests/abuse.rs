@@ -268,6 +268,23 @@ async fn oversized_event_and_notice_texts_are_named_and_store_nothing(db: Db) {
             batch(&with(&event, "merged", json!(u64::MAX)), &notice),
             "items[1].event.merged",
         ),
+        // PostgreSQL cannot store a NUL in text: refused by name in every field, not a 500
+        // that would stall the agent's queue.
+        (
+            batch(&with(&event, "scope", "/home/a\u{0}b".into()), &notice),
+            "items[1].event.scope",
+        ),
+        (
+            batch(
+                &with(&event, "target", "server1 (pop3 \u{0})".into()),
+                &notice,
+            ),
+            "items[1].event.target",
+        ),
+        (
+            batch(&with(&event, "new", "x\u{0}".into()), &notice),
+            "items[1].event.new",
+        ),
     ] {
         let r = s
             .request(Method::POST, "/api/v1/reports")

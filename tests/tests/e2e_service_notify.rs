@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use postwarden_e2e::fleet::{pref_value, replace_by_rename, wait_for, wait_for_or, with_pref, Agent};
+use postwarden_e2e::fleet::{
+    pref_value, replace_by_rename, wait_for, wait_for_or, with_pref, Agent,
+};
 use postwarden_test_support::baseline_text;
 use postwarden_test_support::fixture::Machine;
 use serde_json::Value;

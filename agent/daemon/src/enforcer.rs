@@ -87,6 +87,13 @@ impl Outbox for QueueOutbox {
         if entries.is_empty() {
             return;
         }
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .map(|e| Entry {
+                item: without_nul(e.item),
+                key: e.key,
+            })
+            .collect();
         let pushed = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let pushed = q.push(&entries, OffsetDateTime::now_utc());
@@ -114,6 +121,35 @@ impl Outbox for QueueOutbox {
         }
         self.wake.notify_one();
     }
+}
+
+/// The item with every NUL character in its text replaced by U+FFFD. A user's files can hold
+/// one (an account's host name in prefs.js, say); the server refuses text with NUL, since no
+/// database text column stores it, and the report must not be lost for it.
+pub fn without_nul(item: BatchItem) -> BatchItem {
+    fn clean(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean),
+            serde_json::Value::Object(map) => {
+                let keys: Vec<String> = map.keys().filter(|k| k.contains('\0')).cloned().collect();
+                for k in keys {
+                    if let Some(value) = map.remove(&k) {
+                        map.insert(k.replace('\0', "\u{FFFD}"), value);
+                    }
+                }
+                map.values_mut().for_each(clean);
+            }
+            _ => {}
+        }
+    }
+    let text = serde_json::to_string(&item).expect("an item serializes");
+    if !text.contains("\\u0000") {
+        return item;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(&text).expect("its own JSON");
+    clean(&mut value);
+    serde_json::from_value(value).unwrap_or(item)
 }
 
 /// Standalone mode: no server; every event and report summary goes to the log.
@@ -782,6 +818,30 @@ fn relevant(kind: &EventKind) -> bool {
         EventKind::Access(_) => false,
         EventKind::Any | EventKind::Other => true,
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_become_replacement_characters_before_queueing() {
+        let item = notice(
+            NoticeKind::ProfileRefused,
+            "host pop\0.example.org".to_owned(),
+            None,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .item;
+        let clean = without_nul(item.clone());
+        let BatchItemKind::Notice { notice } = &clean.kind else {
+            panic!("a notice")
+        };
+        assert_eq!(notice.detail, "host pop\u{FFFD}.example.org");
+        assert_eq!(clean.id, item.id);
+        let plain = without_nul(clean.clone());
+        assert_eq!(plain, clean);
     }
 }
 

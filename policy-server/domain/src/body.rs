@@ -44,7 +44,63 @@ pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
         field: None,
         message: message_of(&e),
     })?;
+    refuse_nul(body)?;
     Ok(value)
+}
+
+/// JSON may carry a NUL character (`\u0000`); no text column of PostgreSQL can store one, and
+/// nothing a client sends needs one. The first string (or key) holding one is named.
+fn refuse_nul(body: &[u8]) -> Result<(), FieldError> {
+    let Some(at) = body
+        .windows(6)
+        .position(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+    else {
+        return Ok(());
+    };
+    // An escaped backslash before `u0000` is text, not a NUL: decide on the parsed document.
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    let Some(path) = nul_path(&doc, String::new()) else {
+        return Ok(());
+    };
+    let before = &body[..at];
+    let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let column = (before.len()
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1)) as u64
+        + 1;
+    Err(FieldError {
+        line,
+        column,
+        message: "contains a NUL character, which is not accepted".to_owned(),
+        field: Some(clip(&path, MAX_FIELD)),
+    })
+}
+
+fn nul_path(v: &serde_json::Value, here: String) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0').then_some(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{here}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if here.is_empty() {
+                k.clone()
+            } else {
+                format!("{here}.{k}")
+            };
+            if k.contains('\0') {
+                return Some(path);
+            }
+            nul_path(item, path)
+        }),
+        _ => None,
+    }
 }
 
 /// One step of a path into a JSON document.

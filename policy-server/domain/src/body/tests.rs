@@ -256,6 +256,20 @@ fn locate_finds_keys_and_values_past_tricky_strings() {
     assert_eq!(position(b"", 0), (1, 1));
 }
 
+#[test]
+fn a_nul_character_is_refused_by_field() {
+    let body = batch(r#""status": "repaired""#, "")
+        .replace("\"user\": \"alice\"", "\"user\": \"al\\u0000ice\"");
+    assert!(body.contains("\\u0000"), "{body}");
+    let e = json::<ReportBatch>(body.as_bytes()).unwrap_err();
+    assert!(e.field.as_deref().unwrap().ends_with(".user"), "{e:?}");
+    assert!(e.message.contains("NUL"), "{e:?}");
+    // An escaped backslash followed by `u0000` is text, not a NUL.
+    let text = batch(r#""status": "repaired""#, "")
+        .replace("\"user\": \"alice\"", "\"user\": \"a\\\\u0000\"");
+    assert!(json::<ReportBatch>(text.as_bytes()).is_ok(), "{text}");
+}
+
 proptest! {
     /// Any bytes at all: an error or a value, never a panic, and the error is bounded.
     #[test]
