@@ -156,6 +156,17 @@ cmd_prefix_clone() {
 # Debian's toolchain and the cross-compilation settings, for cargo called as $CARGO.
 CARGO=/usr/bin/cargo
 set_build_env() {
+  # A test that builds the agent through this script (tests/src/wine.rs) inherits from cargo
+  # the variables it sets for the programs it runs: CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ... Some
+  # build scripts watch them (ring's), so every such build would rerun them and rebuild all
+  # above (about 45 s). They describe the caller's package, not ours: drop them.
+  local v
+  for v in $(compgen -e); do
+    case $v in
+    CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_BIN_NAME | CARGO_BIN_EXE_* | \
+      CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR) unset "$v" ;;
+    esac
+  done
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
   # -Zbuild-std is unstable; Debian's stable compiler accepts it only with this.
   export RUSTC_BOOTSTRAP=1

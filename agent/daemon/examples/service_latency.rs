@@ -12,9 +12,9 @@
 //!
 //! and checks that the agent logged `change seen` (its registry watcher) before that pass. After
 //! each trial it waits for the pass the agent's own write causes (it repairs nothing), so every
-//! trial starts from an idle agent. The trials go round the policy values; the agent holds a
-//! setting repaired more than 10 times within an hour as contested (and stops repairing it), so
-//! it is restarted, with a fresh state folder, after 10 trials per value.
+//! trial starts from an idle agent. The trials go round the policy values; the agent runs with
+//! `--contest-limit` above the number of trials, as it would otherwise hold a setting repaired
+//! more than 10 times within an hour as contested and stop repairing it.
 //!
 //! Arguments: `--throwaway-registry AGENT_EXE [TRIALS]` (default 1000). The flag is required
 //! because the program overwrites Outlook's settings and policies in `HKEY_CURRENT_USER`: run it
@@ -54,8 +54,6 @@ mod bench {
         r"Software\Microsoft\Windows\CurrentVersion\Policies\Attachments",
     ];
     const WRONG: RegValue = RegValue::Dword(0xDEAD_BEEF);
-    /// Repairs per setting before the agent would hold it as contested (more than 10 an hour).
-    const REPAIRS_PER_SETTING: usize = 10;
     const TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A line of the agent's JSON log, and when it arrived.
@@ -77,9 +75,9 @@ mod bench {
     }
 
     impl Agent {
-        fn start(exe: &Path, instance: usize) -> Agent {
+        fn start(exe: &Path, trials: usize) -> Agent {
             let base = std::env::temp_dir().join("postwarden-service-latency");
-            let state = base.join(format!("state-{instance}"));
+            let state = base.join("state");
             let home = base.join("alice");
             let _ = std::fs::remove_dir_all(&state);
             std::fs::create_dir_all(&home).expect("creating the home folder");
@@ -95,7 +93,8 @@ mod bench {
                 .arg(&state)
                 .args(["--user", "alice", "--home"])
                 .arg(&home)
-                .args(["--log-format", "json"])
+                .args(["--log-format", "json", "--contest-limit"])
+                .arg((trials + 1).to_string())
                 .env("RUST_LOG", "info,postwarden_daemon=debug")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -155,7 +154,11 @@ mod bench {
         /// The next pass that repaired nothing (`pass: nothing to do`, or `pass` with events
         /// only).
         fn idle_pass(&self) {
-            let (_, line) = self.wait_for("pass", |l| l.message().starts_with("pass"), TIMEOUT);
+            let (_, line) = self.wait_for(
+                "pass",
+                |l| matches!(l.message(), "pass" | "pass: nothing to do"),
+                TIMEOUT,
+            );
             assert_eq!(
                 line.json["repaired"].as_u64().unwrap_or(0),
                 0,
@@ -247,7 +250,7 @@ mod bench {
         seed(&mut reg);
         let roots: Vec<KeyPath> = POLICY_ROOTS.iter().map(|r| hkcu(r)).collect();
 
-        let mut agent = Agent::start(&exe, 0);
+        let agent = Agent::start(&exe, trials);
         let (_, first) = agent.repair();
         println!(
             "first pass: {} repaired in {:.1} ms",
@@ -266,26 +269,17 @@ mod bench {
             "the agent wrote no policy value: is Outlook set up?"
         );
         println!(
-            "{trials} trials over {} policy values (REG_DWORD), {REPAIRS_PER_SETTING} each per agent start",
+            "{trials} trials over {} policy values (REG_DWORD)",
             settings.len()
         );
 
         let (watcher, changes) = Watcher::spawn(roots).expect("watching the policies");
-        let per_instance = settings.len() * REPAIRS_PER_SETTING;
         let mut back = Vec::with_capacity(trials);
         let mut logged = Vec::with_capacity(trials);
         let mut pass_ms = Vec::with_capacity(trials);
         let mut set_times = Vec::with_capacity(trials);
-        let mut instances = 1;
         let run_started = Instant::now();
         for trial in 0..trials {
-            if trial > 0 && trial % per_instance == 0 {
-                drop(agent);
-                agent = Agent::start(&exe, instances);
-                instances += 1;
-                agent.idle_pass();
-                agent.settle(Duration::from_millis(300));
-            }
             let ((key, name), right) = &settings[trial % settings.len()];
             while changes.try_recv().is_ok() {}
 
@@ -313,10 +307,7 @@ mod bench {
         drop(watcher);
         drop(agent);
 
-        println!(
-            "{trials} trials in {:.1} s, {instances} agent start(s)",
-            took.as_secs_f64()
-        );
+        println!("{trials} trials in {:.1} s", took.as_secs_f64());
         percentiles("write -> value back", &mut back);
         percentiles("write -> pass logged (re-verified)", &mut logged);
         percentiles("the pass itself (agent's elapsed_ms)", &mut pass_ms);

@@ -209,6 +209,8 @@ pub struct EnforcerConfig {
     pub mode: &'static str,
     /// Repairs of one setting within an hour before it is contested.
     pub contest_limit: usize,
+    /// The users were discovered (not given): look for new ones at every full check.
+    pub discover: bool,
 }
 
 /// Sends commands to the enforcer from other threads (the watcher's, the puller's).
@@ -232,6 +234,8 @@ pub struct Enforcer {
     /// Users with findings pending a client's restart, and when to look again: the exit of
     /// the client may leave no file event behind (see `PENDING_RECHECK`).
     recheck: BTreeMap<usize, Instant>,
+    /// Where to send the list of managed users when it grows (the server is told).
+    users_tx: Option<tokio::sync::mpsc::UnboundedSender<Vec<String>>>,
 }
 
 /// How often a user with a finding pending a client's restart is checked again. Thunderbird's
@@ -280,6 +284,45 @@ impl Enforcer {
             #[cfg(windows)]
             registry_watch: None,
             recheck: BTreeMap::new(),
+            users_tx: None,
+        }
+    }
+
+    /// Sends the list of managed users here whenever a full check finds a new one.
+    pub fn with_user_reports(
+        mut self,
+        tx: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
+    ) -> Enforcer {
+        self.users_tx = Some(tx);
+        self
+    }
+
+    /// New local accounts with a managed client join at the next full check.
+    fn rediscover(&mut self) {
+        if !self.config.discover {
+            return;
+        }
+        let found = match crate::users::discover(&self.config.system_root) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the local users");
+                return;
+            }
+        };
+        let mut added = false;
+        for user in found {
+            if self.users.iter().any(|u| u.name == user.name) {
+                continue;
+            }
+            tracing::info!(user = %user.name, home = %user.home.display(), "a new user to manage");
+            self.users.push(user);
+            self.tracks.push(UserTrack::new(self.config.contest_limit));
+            added = true;
+        }
+        if added {
+            if let Some(tx) = &self.users_tx {
+                let _ = tx.send(self.users.iter().map(|u| u.name.clone()).collect());
+            }
         }
     }
 
@@ -352,6 +395,7 @@ impl Enforcer {
             }
             let now = Instant::now();
             if now >= next_full {
+                self.rediscover();
                 self.full(PassKind::Drift);
                 next_full = Instant::now() + self.config.full_check;
                 due.clear();

@@ -118,6 +118,7 @@ async fn run_async(
         debounce: opts.debounce,
         watch: opts.watch,
         contest_limit: opts.contest_limit,
+        discover: opts.users.is_none(),
         mode: match opts.source {
             Source::Server => "enrolled",
             Source::Profile { .. } => "standalone",
@@ -229,7 +230,8 @@ async fn run_async(
             if policy.is_some() {
                 tracing::info!(serial = ?cached.as_ref().map(|c| c.serial), "enforcing the cached bundle until the server answers");
             }
-            let names: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+            let (users_tx, users_rx) = tokio::sync::mpsc::unbounded_channel();
+            let _ = users_tx.send(users.iter().map(|u| u.name.clone()).collect());
             let enforcer = Enforcer::new(
                 config,
                 users,
@@ -237,14 +239,16 @@ async fn run_async(
                 Box::new(outbox),
                 opts.notifier.clone(),
                 state.clone(),
-            );
+            )
+            .with_user_reports(users_tx);
             enforcer_thread = spawn_enforcer(enforcer, cmd_rx, cmd_tx.clone())?;
 
             tasks.push(tokio::spawn(report_users(
                 api.clone(),
                 state.clone(),
                 enrollment.clone(),
-                names,
+                users_rx,
+                shutdown_rx.clone(),
             )));
             tasks.push(tokio::spawn(pull(
                 api.clone(),
@@ -430,30 +434,49 @@ fn record_contact(state: &StateDir, server: &str, error: Option<String>) {
     }
 }
 
-/// Reports the local users when they differ from what the server was last told.
-async fn report_users(api: Api, state: StateDir, mut enrollment: Enrollment, users: Vec<String>) {
-    let mut sorted = users;
-    sorted.sort();
-    sorted.dedup();
-    let mut known = enrollment.users.clone();
-    known.sort();
-    if known == sorted {
-        return;
-    }
+/// Reports the managed users whenever their list differs from what the server was last told
+/// (at start, and when a full check finds a new account).
+async fn report_users(
+    api: Api,
+    state: StateDir,
+    mut enrollment: Enrollment,
+    mut lists: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Backoff::new(Duration::from_secs(300));
     loop {
-        match api.users(&sorted).await {
-            Ok(()) => {
-                enrollment.users = sorted;
-                if let Err(e) = state.save_enrollment(&enrollment) {
-                    tracing::warn!(error = %e, "cannot record the reported users");
+        let users = tokio::select! {
+            list = lists.recv() => match list {
+                Some(list) => list,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let mut sorted = users;
+        sorted.sort();
+        sorted.dedup();
+        let mut known = enrollment.users.clone();
+        known.sort();
+        if known == sorted {
+            continue;
+        }
+        loop {
+            match api.users(&sorted).await {
+                Ok(()) => {
+                    backoff.reset();
+                    enrollment.users = sorted;
+                    if let Err(e) = state.save_enrollment(&enrollment) {
+                        tracing::warn!(error = %e, "cannot record the reported users");
+                    }
+                    tracing::info!(users = ?enrollment.users, "local users reported to the server");
+                    break;
                 }
-                tracing::info!(users = ?enrollment.users, "local users reported to the server");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot report the local users yet");
-                tokio::time::sleep(backoff.next_delay()).await;
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot report the local users yet");
+                    if !pause(backoff.next_delay(), &mut shutdown).await {
+                        return;
+                    }
+                }
             }
         }
     }
