@@ -10,11 +10,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Dependencies: only crates.io, permissive licenses, and no OpenSSL / native-tls (deny.toml).
 cargo deny --locked check bans licenses sources
-# The Windows code: linted for its target; the registry's and the agent core's tests run under
-# Wine.
+# The Windows code: linted for its target; the tests of the registry, the agent core, the
+# daemon and the queue run under Wine.
 bash scripts/windows.sh clippy
 bash scripts/windows.sh test
-# Includes tests/tests/e2e_outlook_wine.rs, which builds postwarden-agent.exe through
-# scripts/windows.sh build and runs it in throwaway Wine prefixes.
+# Includes tests/tests/e2e_outlook_wine.rs and e2e_service_wine.rs (the running agent), which
+# build postwarden-agent.exe through scripts/windows.sh build and run it in throwaway Wine
+# prefixes.
 cargo test --workspace --locked
-bash scripts/fuzz.sh 30  # each fuzz target 30 s from its committed corpus (agent/fuzz/README.md)
+bash scripts/fuzz.sh 20  # each fuzz target 20 s from its committed corpus (agent/fuzz/README.md)

@@ -4,9 +4,9 @@
 #   scripts/windows.sh deps              install what the rest needs (apt; root)
 #   scripts/windows.sh prefix            create the base Wine prefix target/wine/base once
 #   scripts/windows.sh prefix-clone DIR  make DIR a fresh throwaway copy of the base prefix
-#   scripts/windows.sh test [ARGS...]    cross-compile the tests of postwarden-registry and
-#                                        postwarden-agent-core, run them under Wine (ARGS go to
-#                                        cargo test; `-- --nocapture` works)
+#   scripts/windows.sh test [ARGS...]    cross-compile the tests of postwarden-registry,
+#                                        -agent-core, -daemon and -queue, run them under Wine
+#                                        (ARGS go to cargo test; `-- --nocapture` works)
 #   scripts/windows.sh build             build postwarden-agent.exe (debug); prints its path last
 #   scripts/windows.sh bench [ROUNDS [KEYS [VALUES]]]  watcher latency (examples/watch_latency)
 #   scripts/windows.sh bench-check [ROUNDS]  Outlook check of the baseline, 10 accounts
@@ -204,9 +204,12 @@ cmd_test() {
   cd "$ROOT"
   # --tests: doctests cannot run with -Zbuild-std (rustdoc would use the host's sysroot).
   # The registry crate (real registry, watcher) and the agent core (journal, state lock, atomic
-  # writes and sessions with three clients, on Windows' file semantics as Wine gives them).
+  # writes and sessions with three clients, on Windows' file semantics as Wine gives them); the
+  # daemon (users, state), the queue (SQLite, its kill tests with TerminateProcess) and the
+  # service (installed, started, queried, stopped and removed through Wine's service manager).
   with_throwaway_prefix "$CARGO" test "${BUILD_ARGS[@]}" -p postwarden-registry \
-    -p postwarden-agent-core --tests "$@"
+    -p postwarden-agent-core -p postwarden-daemon -p postwarden-queue -p postwarden-service \
+    --tests "$@"
 }
 
 cmd_build() {

@@ -4,10 +4,12 @@
 //! - Linux: `passwd` entries with UID ≥ 1000 (not `nobody`);
 //! - macOS: the folders of `/Users` (not `Shared` or `Guest`);
 //! - Windows: the profile list (`HKLM\…\ProfileList`, domain and local accounts `S-1-5-21-…`),
-//!   with Outlook only where the user's hive is loaded (`HKEY_USERS\<SID>`).
+//!   where the home holds a managed client's profile or Outlook is set up in the user's hive,
+//!   which must be loaded (`HKEY_USERS\<SID>`: the user is logged on).
 //!
 //! `--user NAME --home DIR` replaces discovery (tests, or an administrator who wants exactly
-//! these accounts).
+//! these accounts). On Windows each such user gets the SID of the profile-list account with
+//! that home ([`with_profile_list_sids`]): Outlook is managed in its hive, as a service must.
 
 use std::path::{Path, PathBuf};
 
@@ -164,7 +166,7 @@ pub fn hive_loaded(reg: &dyn Registry, sid: &str) -> bool {
 
 /// Whether a profile-list account is managed: its home exists and holds a managed client's
 /// profile, or Outlook is set up in its hive, which must be loaded (a hive that is not loaded
-/// cannot be read; such an account is found at the agent's next start).
+/// cannot be read; such an account joins at the first full check after its user logs on).
 pub fn is_managed_on_windows(reg: &dyn Registry, user: &LocalUser) -> bool {
     if !user.home.is_dir() {
         return false;
