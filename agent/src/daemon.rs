@@ -33,8 +33,10 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode> {
     let state = StateDir::new(args.state.dir());
     let users = if args.users.is_empty() {
         postwarden_daemon::users::discover(std::path::Path::new("/"))
-            .map(|u| u.into_iter().map(|u| u.name).collect())
-            .unwrap_or_default()
+            .context("listing the local users (pass --user NAME to name them)")?
+            .into_iter()
+            .map(|u| u.name)
+            .collect()
     } else {
         args.users.clone()
     };

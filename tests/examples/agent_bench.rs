@@ -19,20 +19,9 @@ use postwarden_e2e::fleet::{
     pref_value, replace_by_rename, wait_for, with_pref, Agent, PolicyServer,
 };
 use postwarden_test_support::fixture::Machine;
-use postwarden_test_support::{baseline_text, bin};
+use postwarden_test_support::{baseline_without_settings_lock, bin};
 
 const CHECK_TIME: &str = "mail.server.server1.check_time";
-
-fn without_settings_lock(profile: &str) -> String {
-    let start = profile
-        .find("[controls.settings-locked]")
-        .expect("settings-locked");
-    let end = profile[start + 1..]
-        .find("\n[")
-        .map(|i| start + 1 + i + 1)
-        .unwrap_or(profile.len());
-    format!("{}{}", &profile[..start], &profile[end..])
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
@@ -122,7 +111,7 @@ fn main() {
         std::fs::metadata(agent_bin).unwrap().len() as f64 / 1048576.0
     );
 
-    let profile = without_settings_lock(baseline_text());
+    let profile = baseline_without_settings_lock();
     let server = PolicyServer::start();
     server.publish(&profile, "office");
     server.set_variables("alice", &[("user.email", "alice@example.org")]);

@@ -379,15 +379,6 @@ impl Agent {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
-
-    /// Waits until the agent's status says `user` was checked at least `passes` times in all
-    /// (by `checked_at` changing) — used as "a pass finished".
-    pub fn wait_checked(&self, user: &str, timeout: Duration) -> Value {
-        wait_for(&format!("a pass for {user}"), timeout, || {
-            let s = self.status();
-            s["agent"]["users"].get(user).is_some().then_some(s)
-        })
-    }
 }
 
 impl Drop for Agent {

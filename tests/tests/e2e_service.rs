@@ -20,8 +20,8 @@ use std::time::Duration;
 use postwarden_e2e::fleet::{
     pref_value, replace_by_rename, wait_for, wait_for_or, with_pref, Agent, PolicyServer,
 };
-use postwarden_test_support::baseline_text;
 use postwarden_test_support::fixture::Machine;
+use postwarden_test_support::{baseline_text, baseline_without_settings_lock};
 use postwarden_wire::v1::BundlePayload;
 use postwarden_wire::{sign_bundle, SigningKey};
 use serde_json::Value;
@@ -108,18 +108,6 @@ fn check_time_events(server: &PolicyServer, new: i64) -> Vec<Value> {
         .collect()
 }
 
-fn without_settings_lock(profile: &str) -> String {
-    // prefs.js values count only where policies.json does not lock them.
-    let start = profile
-        .find("[controls.settings-locked]")
-        .expect("the baseline has settings-locked");
-    let end = profile[start + 1..]
-        .find("\n[")
-        .map(|i| start + 1 + i + 1)
-        .unwrap_or(profile.len());
-    format!("{}{}", &profile[..start], &profile[end..])
-}
-
 #[test]
 fn drift_is_repaired_within_milliseconds_and_the_event_reaches_the_server() {
     let fleet = Fleet::new(baseline_text());
@@ -151,16 +139,15 @@ fn drift_is_repaired_within_milliseconds_and_the_event_reaches_the_server() {
     assert_eq!(event["user"], "alice");
     assert_eq!(event["device"], fleet.device_id());
     // The policy file's locks came back too, each an event.
-    let locks = wait_for("the settings-locked events", WAIT, || {
+    wait_for("the settings-locked events", WAIT, || {
         let n = fleet
             .server
             .events()
             .into_iter()
             .filter(|e| e["control"] == "settings-locked" && e["repaired"] == true)
             .count();
-        (n > 0).then_some(n)
+        (n > 0).then_some(())
     });
-    assert!(locks > 0);
 
     // The agent's own writes did not trigger repairs of themselves: one event per setting.
     fleet.wait_delivered(&agent);
@@ -199,7 +186,7 @@ fn drift_is_repaired_within_milliseconds_and_the_event_reaches_the_server() {
 
 #[test]
 fn an_event_made_while_the_server_is_down_arrives_exactly_once() {
-    let mut fleet = Fleet::new(&without_settings_lock(baseline_text()));
+    let mut fleet = Fleet::new(&baseline_without_settings_lock());
     let agent = fleet.agent(&[]);
     wait_for("the first apply", WAIT, || {
         (fleet.check_time().as_deref() == Some("30")).then_some(())
@@ -230,7 +217,7 @@ fn an_event_made_while_the_server_is_down_arrives_exactly_once() {
 
 #[test]
 fn kill_9_with_events_queued_loses_nothing_and_duplicates_nothing() {
-    let mut fleet = Fleet::new(&without_settings_lock(baseline_text()));
+    let mut fleet = Fleet::new(&baseline_without_settings_lock());
     let mut agent = fleet.agent(&[]);
     wait_for("the first apply", WAIT, || {
         (fleet.check_time().as_deref() == Some("30")).then_some(())
@@ -466,9 +453,9 @@ fn payload_of(jws: &str) -> BundlePayload {
 
 #[test]
 fn bad_bundles_are_refused_and_reported_and_the_last_good_one_stays_in_force() {
-    let fleet = Fleet::new(&without_settings_lock(baseline_text()));
+    let fleet = Fleet::new(&baseline_without_settings_lock());
     // A second version, so that an older serial exists.
-    let v2 = without_settings_lock(baseline_text()).replace("version = 1", "version = 2");
+    let v2 = baseline_without_settings_lock().replace("version = 1", "version = 2");
     fleet.server.publish(&v2, "office");
     let mut agent = fleet.agent(&[]);
     wait_for("the first apply", WAIT, || {
@@ -547,7 +534,7 @@ fn bad_bundles_are_refused_and_reported_and_the_last_good_one_stays_in_force() {
 
 #[test]
 fn a_setting_that_keeps_being_changed_is_contested_and_left_alone() {
-    let fleet = Fleet::new(&without_settings_lock(baseline_text()));
+    let fleet = Fleet::new(&baseline_without_settings_lock());
     let agent = fleet.agent(&["--contest-limit", "2"]);
     wait_for("the first apply", WAIT, || {
         (fleet.check_time().as_deref() == Some("30")).then_some(())

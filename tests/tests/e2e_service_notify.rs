@@ -15,7 +15,7 @@ use std::time::Duration;
 use postwarden_e2e::fleet::{
     pref_value, replace_by_rename, wait_for, wait_for_or, with_pref, Agent,
 };
-use postwarden_test_support::baseline_text;
+use postwarden_test_support::baseline_without_settings_lock;
 use postwarden_test_support::fixture::Machine;
 use serde_json::Value;
 
@@ -60,15 +60,6 @@ fn standin() -> PathBuf {
 fn id(flag: &str) -> String {
     let out = Command::new("id").arg(flag).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn without_settings_lock(profile: &str) -> String {
-    let start = profile.find("[controls.settings-locked]").unwrap();
-    let end = profile[start + 1..]
-        .find("\n[")
-        .map(|i| start + 1 + i + 1)
-        .unwrap_or(profile.len());
-    format!("{}{}", &profile[..start], &profile[end..])
 }
 
 #[test]
@@ -126,7 +117,7 @@ fn the_user_is_told_when_the_agent_reverts_a_change() {
 
     // The agent, standalone, on a home of this account, with the user's runtime folder here.
     let machine = Machine::empty().with_thunderbird();
-    let profile = machine.write("profile.toml", &without_settings_lock(baseline_text()));
+    let profile = machine.write("profile.toml", &baseline_without_settings_lock());
     let state = machine.path().join("state");
     let home = machine.home.to_str().unwrap().to_owned();
     let root = machine.root.to_str().unwrap().to_owned();

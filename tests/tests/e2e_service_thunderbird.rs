@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use postwarden_e2e::fleet::{pref_value, replace_by_rename, wait_for_or, with_pref, Agent};
 use postwarden_e2e::thunderbird::LaunchOptions;
 use postwarden_e2e::{thunderbird_lock, ProbeQuery, ThunderbirdRun};
-use postwarden_test_support::baseline_text;
+use postwarden_test_support::baseline_without_settings_lock;
 use postwarden_test_support::fixture::Machine;
 use postwarden_test_support::report::{findings, summary};
 use serde_json::{json, Value};
@@ -61,21 +61,6 @@ fn baseline_prefs() -> Vec<(&'static str, Value)> {
         ("mailnews.downloadToTempFile", json!(true)),
         ("mail.quota.mainwindow_threshold.warning", json!(90)),
     ]
-}
-
-/// The baseline without `[controls.settings-locked]`: prefs.js values count, nothing locks them.
-fn without_settings_lock(profile: &str) -> String {
-    let header = "[controls.settings-locked]";
-    let start = profile
-        .find(header)
-        .unwrap_or_else(|| panic!("the baseline has no {header}"));
-    let end = profile[start + 1..]
-        .find("\n[")
-        .map(|i| start + 1 + i + 1)
-        .unwrap_or(profile.len());
-    let variant = format!("{}{}", &profile[..start], &profile[end..]);
-    assert!(!variant.contains(header) && variant.contains("[controls.mail-check-interval]"));
-    variant
 }
 
 /// prefs.js text with `name` set to `value` (JS syntax), added at the end if it is not there:
@@ -655,7 +640,7 @@ fn drift_while_thunderbird_runs_is_pending_restart_and_rechecked_when_it_exits()
     let _serial = thunderbird_lock();
     let mut verdict =
         Verdict::new("drift_while_thunderbird_runs_is_pending_restart_and_rechecked_when_it_exits");
-    let service = Service::start(&without_settings_lock(baseline_text()));
+    let service = Service::start(&baseline_without_settings_lock());
     let first_pass_end = service.mark();
     let label = "drift";
     let run = service.start_thunderbird(label);
@@ -769,7 +754,7 @@ fn a_change_inside_the_running_thunderbird_is_undone_by_user_js_at_the_next_star
     let mut verdict = Verdict::new(
         "a_change_inside_the_running_thunderbird_is_undone_by_user_js_at_the_next_start",
     );
-    let service = Service::start(&without_settings_lock(baseline_text()));
+    let service = Service::start(&baseline_without_settings_lock());
     let first_pass_end = service.mark();
     let label = "in-app change";
     let run = service.start_thunderbird(label);

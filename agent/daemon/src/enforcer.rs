@@ -491,7 +491,6 @@ impl Enforcer {
             tracing::warn!(user = %user.name, client = p.client.display_name(), error = %p.error,
                 "client could not be checked or repaired");
         }
-        let changed_by = |f: &Finding| changed_by(f);
         let mut tracked =
             self.tracks[u].track(&user.name, kind, &outcome.report.findings, now, &changed_by);
         let elapsed = started.elapsed();

@@ -408,26 +408,22 @@ async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-fn record_contact(state: &StateDir, server: &str, error: Option<String>) {
-    let mut c: ContactFile = state
-        .read_json(CONTACT_FILE)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+/// Records the last exchange with the server in `contact.json` (kept in memory by the puller,
+/// written when it changes: a quiet long-poll answered "not modified" moves only the time).
+fn record_contact(state: &StateDir, contact: &mut ContactFile, error: Option<String>) {
     let now = rfc3339(OffsetDateTime::now_utc());
-    c.server = server.to_owned();
     match error {
         None => {
-            c.last_contact_at = Some(now);
-            c.last_error = None;
-            c.last_error_at = None;
+            contact.last_contact_at = Some(now);
+            contact.last_error = None;
+            contact.last_error_at = None;
         }
         Some(e) => {
-            c.last_error = Some(e);
-            c.last_error_at = Some(now);
+            contact.last_error = Some(e);
+            contact.last_error_at = Some(now);
         }
     }
-    let mut bytes = serde_json::to_vec_pretty(&c).expect("contact serializes");
+    let mut bytes = serde_json::to_vec_pretty(contact).expect("contact serializes");
     bytes.push(b'\n');
     if let Err(e) = state.write_public(CONTACT_FILE, &bytes) {
         tracing::warn!(error = %e, "cannot write the contact file");
@@ -496,6 +492,14 @@ async fn pull(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(300));
+    let mut contact = ContactFile {
+        server: enrollment.server.clone(),
+        ..state
+            .read_json(CONTACT_FILE)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
     let mut outbox = QueueOutbox {
         queue,
         wake,
@@ -512,12 +516,12 @@ async fn pull(
         match fetched {
             Ok(Fetched::NotModified) => {
                 backoff.reset();
-                record_contact(&state, &enrollment.server, None);
+                record_contact(&state, &mut contact, None);
                 wait = long_poll;
             }
             Ok(Fetched::Bundle(jws)) => {
                 backoff.reset();
-                record_contact(&state, &enrollment.server, None);
+                record_contact(&state, &mut contact, None);
                 wait = long_poll;
                 let checked = verify(
                     &jws,
@@ -567,7 +571,7 @@ async fn pull(
                 };
                 tracing::warn!(error = %e, retry_in_s = delay.as_secs_f64(),
                     "cannot fetch the bundle; enforcing the cached one");
-                record_contact(&state, &enrollment.server, Some(e.to_string()));
+                record_contact(&state, &mut contact, Some(e.to_string()));
                 wait = Duration::ZERO;
                 if !pause(delay, &mut shutdown).await {
                     return;

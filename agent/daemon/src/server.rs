@@ -9,7 +9,7 @@ use postwarden_wire::v1::{
     UsersUpdate, ENROLL_PATH, REPORTS_PATH, USERS_PATH,
 };
 use postwarden_wire::Jwk;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
 use reqwest::StatusCode;
 use thiserror::Error;
 
@@ -154,7 +154,6 @@ impl Api {
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
             StatusCode::OK => {
-                let _etag = response.headers().get(ETAG).cloned();
                 if response
                     .content_length()
                     .is_some_and(|n| n > MAX_BUNDLE_BYTES as u64)

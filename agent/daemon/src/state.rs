@@ -145,16 +145,9 @@ impl StateDir {
 
     pub fn enrollment(&self) -> Result<Enrollment, StateError> {
         let path = self.file(ENROLLMENT_FILE);
-        let bytes = read_bytes(&path)
-            .map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?
+        let e: Enrollment = self
+            .read_json(ENROLLMENT_FILE)?
             .ok_or(StateError::NotEnrolled { path: path.clone() })?;
-        let e: Enrollment = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            message: format!("line {} column {}: {e}", e.line(), e.column()),
-        })?;
         if e.schema != ENROLLMENT_SCHEMA {
             return Err(StateError::Corrupt {
                 path,

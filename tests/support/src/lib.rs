@@ -46,3 +46,20 @@ pub fn baseline_text() -> &'static str {
         .map(|(_, text)| *text)
         .expect("the baseline is built in")
 }
+
+/// The baseline without `[controls.settings-locked]`: the values in prefs.js are what
+/// Thunderbird uses, since policies.json locks nothing (the service tests drift them).
+pub fn baseline_without_settings_lock() -> String {
+    let profile = baseline_text();
+    let header = "[controls.settings-locked]";
+    let start = profile
+        .find(header)
+        .unwrap_or_else(|| panic!("the baseline has no {header}"));
+    let end = profile[start + 1..]
+        .find("\n[")
+        .map(|i| start + 1 + i + 1)
+        .unwrap_or(profile.len());
+    let variant = format!("{}{}", &profile[..start], &profile[end..]);
+    assert!(!variant.contains(header) && variant.contains("[controls.mail-check-interval]"));
+    variant
+}
