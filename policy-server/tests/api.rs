@@ -45,6 +45,7 @@ fn report(user: &str, failing: &[&str]) -> postwarden_profiles::report::Report {
                 locked: Some(!bad),
                 reason: bad.then(|| "the user changed it".to_owned()),
                 note: None,
+                overridden_by: None,
             }
         })
         .collect();

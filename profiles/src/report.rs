@@ -108,6 +108,30 @@ pub struct Finding {
     /// Context an auditor needs, e.g. what the client cannot check itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A configuration layer the agent does not own decides this setting (an administrator's
+    /// AutoConfig, a Group Policy, a managed profile): the evidence and the fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden_by: Option<Override>,
+}
+
+/// A configuration layer that decides a setting over the agent's head.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// The kind of layer, e.g. `AutoConfig`, `Group Policy`, `managed preferences`.
+    pub layer: String,
+    /// Where it is: `file:line`, a registry key and value, a profile identifier.
+    pub location: String,
+    /// What it does to the setting, e.g. `lockPref(..., 10)`.
+    pub evidence: String,
+    /// What an administrator must do so the profile's value can hold.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}: {}", self.layer, self.location, self.evidence)
+    }
 }
 
 /// What kind of run produced a report.
@@ -289,6 +313,14 @@ impl Report {
                     if let Some(reason) = &f.reason {
                         let _ = writeln!(w, "        {reason}");
                     }
+                    if let Some(o) = &f.overridden_by {
+                        if f.status.is_satisfied() {
+                            let _ = writeln!(w, "        held by {o}");
+                        } else {
+                            let _ = writeln!(w, "        overridden by {o}");
+                            let _ = writeln!(w, "        fix: {}", o.fix);
+                        }
+                    }
                     // A note shared by a run of findings (e.g. every attachment type) once.
                     if f.note.is_some() && f.note.as_ref() != last_note {
                         let _ = writeln!(w, "        {}", f.note.as_deref().unwrap_or_default());
@@ -335,6 +367,9 @@ impl Report {
                             .unwrap_or_default(),
                         f.status.as_str()
                     );
+                    if let Some(o) = &f.overridden_by {
+                        let _ = writeln!(w, "        overridden by {o}; fix: {}", o.fix);
+                    }
                 }
                 if open.len() > 5 {
                     let _ = writeln!(w, "      … and {} more", open.len() - 5);

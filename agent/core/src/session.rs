@@ -544,6 +544,7 @@ fn unavailable(profile: &Profile, client: Client, error: &StoreError) -> Vec<Fin
             locked: None,
             reason: Some(reason.clone()),
             note: None,
+            overridden_by: None,
         })
         .collect()
 }

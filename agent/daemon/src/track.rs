@@ -305,6 +305,7 @@ mod tests {
             locked: None,
             reason: None,
             note: None,
+            overridden_by: None,
         }
     }
 

@@ -15,8 +15,8 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-pub use postwarden_profiles::report::RunKind;
 use postwarden_profiles::report::{Client, Finding, Status};
+pub use postwarden_profiles::report::{Override, RunKind};
 use postwarden_profiles::Mode;
 use serde_json::{json, Value as Json};
 
@@ -146,6 +146,10 @@ pub struct Observation {
     pub locked: bool,
     /// The client is running and has not loaded this value yet; it applies at its next start.
     pub stale: bool,
+    /// A layer the agent does not own and cannot legitimately outrank decides this setting.
+    /// The engine never writes such a setting; unmet, it is `failed` naming the layer, in every
+    /// run kind and mode.
+    pub overridden_by: Option<Override>,
 }
 
 impl Observation {
@@ -154,6 +158,7 @@ impl Observation {
             value,
             locked: false,
             stale: false,
+            overridden_by: None,
         }
     }
 }
@@ -251,7 +256,8 @@ pub fn plan<L: Ord + Hash + Clone>(desired: &[Desired<L>], observed: &Observed<L
     let mut by_location: BTreeMap<&L, (Option<Value>, bool)> = BTreeMap::new();
     for d in enforced() {
         let obs = observed.get(&d.location).unwrap_or(&fallback);
-        if d.expect.is_met(obs) {
+        // Met, or decided by a layer we must not fight (it would put its value back).
+        if d.expect.is_met(obs) || obs.overridden_by.is_some() {
             continue;
         }
         let entry = by_location.entry(&d.location).or_insert((None, false));
@@ -298,7 +304,17 @@ pub fn outcomes<L: Ord + Hash + Clone + fmt::Display>(
         let was = before.get(&d.location).unwrap_or(&fallback);
         let now = after.and_then(|a| a.get(&d.location)).unwrap_or(was);
         let mut previous = None;
-        let (status, reason, shown) = if d.expect.is_met(was) {
+        let (status, reason, shown) = if now.overridden_by.is_some() && !d.expect.is_met(now) {
+            (
+                Status::Failed,
+                Some(
+                    "a configuration layer Postwarden does not own decides this setting; \
+                     Postwarden does not fight it"
+                        .to_owned(),
+                ),
+                now,
+            )
+        } else if d.expect.is_met(was) {
             if was.stale {
                 (
                     Status::PendingRestart,
@@ -352,6 +368,7 @@ pub fn outcomes<L: Ord + Hash + Clone + fmt::Display>(
             },
             reason,
             note: d.note.as_deref().map(str::to_owned),
+            overridden_by: shown.overridden_by.clone(),
         });
     }
     for na in not_applicable {
@@ -368,6 +385,7 @@ pub fn outcomes<L: Ord + Hash + Clone + fmt::Display>(
             locked: None,
             reason: Some(na.reason.clone()),
             note: None,
+            overridden_by: None,
         });
     }
     findings

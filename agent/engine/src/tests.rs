@@ -51,6 +51,7 @@ impl Store for Memory {
                         value: a.value.clone(),
                         locked: a.lock,
                         stale: self.running,
+                        overridden_by: None,
                     },
                 );
             }
@@ -311,4 +312,59 @@ fn an_apply_that_stops_part_way_reports_what_landed_and_what_failed() {
         reason,
         "the repair stopped part-way: writing b: no space left on device"
     );
+}
+
+fn overridden(value: Value) -> Observation {
+    Observation {
+        overridden_by: Some(Override {
+            layer: "Group Policy".into(),
+            location: r"HKCU\Software\Policies\Microsoft\Office\16.0\Outlook\Options".into(),
+            evidence: "sets 10".into(),
+            fix: "change the GPO".into(),
+        }),
+        locked: true,
+        ..Observation::new(value)
+    }
+}
+
+#[test]
+fn an_overriding_layer_is_never_fought_and_never_compliant_when_wrong() {
+    for (run, mode) in [
+        (RunKind::Check, Mode::Enforce),
+        (RunKind::Apply, Mode::Enforce),
+        (RunKind::Apply, Mode::Audit),
+    ] {
+        let mut s = store(&[]);
+        s.values.insert("a".into(), overridden(Value::Int(10)));
+        let d = [
+            want("a", Expect::Equals(Value::Int(30)), mode),
+            want("a", Expect::Locked, mode),
+        ];
+        let f = reconcile(&mut s, run, &d, &[]).unwrap().findings;
+        assert!(
+            s.writes.is_empty(),
+            "{run:?} {mode:?}: wrote {:?}",
+            s.writes
+        );
+        // The value is wrong: failed, naming the layer. The lock is the layer's: compliant.
+        assert_eq!(statuses(&f), [Status::Failed, Status::Compliant]);
+        let o = f[0].overridden_by.as_ref().expect("the layer is named");
+        assert_eq!(o.layer, "Group Policy");
+        assert!(f[0].reason.as_deref().unwrap().contains("does not own"));
+    }
+}
+
+#[test]
+fn an_overriding_layer_with_the_right_value_is_compliant_and_named() {
+    let mut s = store(&[("b", Value::Int(1))]);
+    s.values.insert("a".into(), overridden(Value::Int(30)));
+    let d = [
+        want("a", Expect::Equals(Value::Int(30)), Mode::Enforce),
+        want("b", Expect::Equals(Value::Int(30)), Mode::Enforce),
+    ];
+    let f = reconcile(&mut s, RunKind::Apply, &d, &[]).unwrap().findings;
+    assert_eq!(statuses(&f), [Status::Compliant, Status::Repaired]);
+    assert!(f[0].overridden_by.is_some());
+    assert!(f[1].overridden_by.is_none());
+    assert_eq!(s.writes.len(), 1, "only the setting we own is written");
 }

@@ -45,6 +45,7 @@ pub fn findings(profile: &Profile, count: usize) -> Vec<Finding> {
                 locked: Some(!drifted),
                 reason: None,
                 note: None,
+                overridden_by: None,
             }
         })
         .collect()

@@ -21,6 +21,7 @@ fn finding(control: &str, target: &str, setting: &str, status: Status) -> Findin
         locked: Some(false),
         reason: None,
         note: None,
+        overridden_by: None,
     }
 }
 
@@ -290,6 +291,7 @@ fn a_client_that_could_not_be_read_shows_no_values() {
         locked: None,
         reason: Some("Thunderbird could not be checked or changed: prefs.js:2:41: unterminated string literal".into()),
         note: None,
+        overridden_by: None,
     }];
     let text = r.render_text(None);
     assert!(text.contains("    ✗ configuration: failed\n"), "{text}");

@@ -163,6 +163,7 @@ impl AppleMailStore {
             value,
             locked: forced.is_some(),
             stale: self.mail_running && self.written.contains(&location.domain),
+            overridden_by: None,
         }
     }
 

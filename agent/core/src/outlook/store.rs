@@ -191,6 +191,7 @@ impl OutlookStore {
             value,
             locked,
             stale: self.outlook_running && self.written.contains(location),
+            overridden_by: None,
         })
     }
 

@@ -407,6 +407,7 @@ impl ThunderbirdStore {
                     stale: self.stale(p.running.as_ref(), &r.source, p),
                     value: to_value(r.value),
                     locked: r.locked,
+                    overridden_by: None,
                 }
             }
             Location::StoredPasswords { profile } => {
@@ -444,6 +445,7 @@ impl ThunderbirdStore {
                     value,
                     locked: false,
                     stale,
+                    overridden_by: None,
                 }
             }
         }

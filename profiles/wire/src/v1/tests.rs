@@ -114,6 +114,7 @@ fn report() -> Report {
         locked: Some(true),
         reason: None,
         note: None,
+        overridden_by: None,
     };
     Report::new(
         RunKind::Check,
