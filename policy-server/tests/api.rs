@@ -45,7 +45,12 @@ fn report(user: &str, failing: &[&str]) -> postwarden_profiles::report::Report {
                 locked: Some(!bad),
                 reason: bad.then(|| "the user changed it".to_owned()),
                 note: None,
-                overridden_by: None,
+                overridden_by: bad.then(|| postwarden_profiles::report::Override {
+                    layer: "AutoConfig".into(),
+                    location: "/usr/lib/thunderbird/mozilla.cfg:3".into(),
+                    evidence: "lockPref(\"mail.server.default.check_time\", 5)".into(),
+                    fix: "remove the lockPref".into(),
+                }),
             }
         })
         .collect();
@@ -349,6 +354,12 @@ async fn admin_workflow(db: Db) {
     assert_eq!(evidence["expected"], 30);
     assert_eq!(evidence["actual"], 5);
     assert_eq!(evidence["reason"], "the user changed it");
+    // The overriding layer reaches the server's views as the agent named it.
+    assert_eq!(evidence["overridden_by"]["layer"], "AutoConfig");
+    assert_eq!(
+        evidence["overridden_by"]["location"],
+        "/usr/lib/thunderbird/mozilla.cfg:3"
+    );
     let passing = s.get_json("/api/v1/compliance/controls/require-tls").await;
     assert!(passing["devices"].as_array().unwrap().is_empty());
 

@@ -1078,6 +1078,7 @@ fn finding_json(f: &CurrentFinding) -> serde_json::Value {
         "user": f.user, "client": f.client, "scope": f.scope, "target": f.target,
         "setting": f.setting, "status": f.status, "expected": parse(&f.expected),
         "actual": parse(&f.actual), "reason": f.reason, "note": f.note,
+        "overridden_by": f.overridden_by.as_deref().map(parse),
         "at": rfc3339(f.at_ms), "profile": f.profile_id, "profile_version": f.profile_version,
     })
 }

@@ -73,6 +73,8 @@ pub struct FindingRow {
     pub locked: Option<bool>,
     pub reason: Option<String>,
     pub note: Option<String>,
+    /// JSON: the layer that overrides the setting, as the agent named it.
+    pub overridden_by: Option<String>,
 }
 
 fn enum_text<T: serde::Serialize>(v: &T) -> String {
@@ -98,6 +100,10 @@ impl FindingRow {
             locked: f.locked,
             reason: f.reason.clone(),
             note: f.note.clone(),
+            overridden_by: f
+                .overridden_by
+                .as_ref()
+                .and_then(|o| serde_json::to_string(o).ok()),
         }
     }
 }
@@ -611,12 +617,12 @@ async fn make_current(
         .bind(r.user)
         .execute(&mut *conn)
         .await?;
-    const COLUMNS: usize = 17;
+    const COLUMNS: usize = 18;
     for chunk in r.findings.chunks(rows_per_statement(COLUMNS)) {
         let sql = format!(
             "INSERT INTO current_findings (device_id, user_key, control, client, scope, target, \
              setting, status, expected, actual, previous, locked, reason, note, at_ms, \
-             profile_id, profile_version) VALUES {}",
+             profile_id, profile_version, overridden_by) VALUES {}",
             values(backend, chunk.len(), COLUMNS)
         );
         let mut q = sqlx::query(&sql);
@@ -638,7 +644,8 @@ async fn make_current(
                 .bind(f.note.as_deref())
                 .bind(r.at_ms)
                 .bind(r.profile_id)
-                .bind(r.profile_version);
+                .bind(r.profile_version)
+                .bind(f.overridden_by.as_deref());
         }
         q.execute(&mut *conn).await?;
     }

@@ -228,6 +228,9 @@ pub struct CurrentFinding {
     pub locked: Option<bool>,
     pub reason: Option<String>,
     pub note: Option<String>,
+    /// JSON text: the layer that overrides the setting (`{"layer", "location", "evidence",
+    /// "fix"}`), where the agent named one.
+    pub overridden_by: Option<String>,
     /// When the report was made.
     pub at_ms: i64,
     pub profile_id: String,
@@ -238,7 +241,7 @@ pub struct CurrentFinding {
 
 pub(crate) const CURRENT_FINDING_COLUMNS: &str = "f.device_id, f.user_key, f.control, f.client, \
      f.scope, f.target, f.setting, f.status, f.expected, f.actual, f.previous, f.locked, \
-     f.reason, f.note, f.at_ms, f.profile_id, f.profile_version";
+     f.reason, f.note, f.at_ms, f.profile_id, f.profile_version, f.overridden_by";
 
 pub(crate) fn parse_status(text: &str) -> Result<Status, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
@@ -265,7 +268,8 @@ impl CurrentFinding {
             at_ms: r.get(14),
             profile_id: r.get(15),
             profile_version: r.get(16),
-            last_seen_ms: r.get(17),
+            overridden_by: r.get(17),
+            last_seen_ms: r.get(18),
         })
     }
 }

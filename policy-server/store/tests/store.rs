@@ -194,6 +194,7 @@ fn finding(control: &str, status: Status) -> FindingRow {
         locked: Some(true),
         reason: Some("because".into()),
         note: None,
+        overridden_by: None,
     }
 }
 
@@ -342,7 +343,7 @@ async fn migrations_are_idempotent(db: Db) {
         two.migrate().await.unwrap();
     }
     assert_eq!(schema(&two).await, before);
-    assert_eq!(count(&one, "_sqlx_migrations").await, 2);
+    assert_eq!(count(&one, "_sqlx_migrations").await, 3);
 }
 
 #[tokio::test]
@@ -1099,7 +1100,7 @@ async fn events_stored_before_migration_2_read_with_defaults(db: Db) {
     .await
     .unwrap();
     s.migrate().await.unwrap();
-    assert_eq!(count(&s, "_sqlx_migrations").await, 2);
+    assert_eq!(count(&s, "_sqlx_migrations").await, 3);
     let e = &s
         .events(&EventQuery {
             limit: 10,
