@@ -620,3 +620,116 @@ fn two_clients_one_corrupt_plist_enforces_the_other_and_reports_both() {
         "{prefs}"
     );
 }
+
+/// A default-pref file that turns AutoConfig on, as administrators do.
+fn enable_autoconfig(env: &Env, cfg_name: &str) {
+    env.write(
+        "root/usr/lib/thunderbird/defaults/pref/autoconfig.js",
+        &format!(
+            "pref(\"general.config.filename\", \"{cfg_name}\");\n\
+             pref(\"general.config.obscure_value\", 0);\n"
+        ),
+    );
+}
+
+#[test]
+fn an_autoconfig_lock_is_seen_and_outranked_with_the_legacy_form() {
+    let env = Env::new();
+    enable_autoconfig(&env, "mozilla.cfg");
+    env.write(
+        "root/usr/lib/thunderbird/mozilla.cfg",
+        "// first line, skipped\n\
+         lockPref(\"mail.server.server1.check_time\", 45);\n\
+         var who = getenv(\"USER\");\n\
+         pref(\"mail.identity.id1.reply_to\", who + \"@corp.example\");\n",
+    );
+    let check = env.agent("check", &["--format", "json"]);
+    let r = check.json();
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(
+        (&f["status"], &f["actual"], &f["locked"]),
+        (&Json::from("drifted"), &Json::from(45), &Json::from(true)),
+        "Thunderbird uses the AutoConfig lock, not prefs.js: {f}"
+    );
+    let apply = env.agent("apply", &["--format", "json"]);
+    assert_eq!(apply.code, 0, "{}", apply.stdout);
+    let r = apply.json();
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(f["status"], "repaired", "{f}");
+    let written: Json = serde_json::from_str(&fs::read_to_string(env.policy()).unwrap()).unwrap();
+    assert_eq!(
+        written["policies"]["Preferences"]["mail.server.server1.check_time"], 30,
+        "a plain value: measured to beat an AutoConfig lockPref, which Status:locked does not"
+    );
+}
+
+#[test]
+fn a_remote_autoconfig_is_reported_and_never_fought() {
+    let env = Env::new();
+    enable_autoconfig(&env, "site.cfg");
+    env.write(
+        "root/etc/thunderbird/site.cfg",
+        "// managed by the desktop team\n\
+         lockPref(\"autoadmin.global_config_url\", \"https://config.corp.example/tb.js\");\n",
+    );
+    let before = env.snapshot();
+    for cmd in ["check", "apply"] {
+        let out = env.agent(cmd, &["--format", "json"]);
+        assert_eq!(out.code, 1, "{cmd}: {}", out.stdout);
+        let r = out.json();
+        let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+        assert_eq!(f["status"], "failed", "{cmd}: {f}");
+        assert_eq!(
+            f["overridden_by"]["layer"], "remote AutoConfig",
+            "{cmd}: {f}"
+        );
+        assert!(
+            f["overridden_by"]["location"]
+                .as_str()
+                .unwrap()
+                .contains("https://config.corp.example/tb.js"),
+            "{f}"
+        );
+        assert!(f["overridden_by"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("autoadmin"));
+    }
+    // Nothing a pref decides was written: no policy, no prefs.js value for it.
+    let after = env.snapshot();
+    let changed = before.differences(&after);
+    let prefs = fs::read_to_string(env.profile().join("prefs.js")).unwrap();
+    assert!(
+        !prefs.contains("\"mail.server.server1.check_time\", 30"),
+        "prefs.js was edited for an overridden pref: {changed:?}"
+    );
+    let text = env.agent("check", &[]);
+    assert!(
+        text.stdout
+            .contains("overridden by remote AutoConfig at autoadmin.global_config_url"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn an_autoconfig_thunderbird_cannot_run_is_reported_with_its_line() {
+    let env = Env::new();
+    enable_autoconfig(&env, "mozilla.cfg");
+    env.write(
+        "root/usr/lib/thunderbird/mozilla.cfg",
+        "// first line\nlockPref(\"mail.server.server1.check_time\", 30;\n",
+    );
+    let out = env.agent("check", &["--format", "json"]);
+    let r = out.json();
+    let f = finding(&r, "mail-check-interval", "mail.server.server1.check_time");
+    assert_eq!(f["status"], "failed", "{f}");
+    assert_eq!(f["overridden_by"]["layer"], "AutoConfig");
+    assert!(
+        f["overridden_by"]["location"]
+            .as_str()
+            .unwrap()
+            .contains("mozilla.cfg:2:"),
+        "{f}"
+    );
+}

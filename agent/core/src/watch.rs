@@ -102,6 +102,10 @@ pub fn watch_points(target: &Target, clients: &[Client]) -> Result<Vec<WatchPoin
                 for dir in paths::default_pref_dirs(&target.system_root) {
                     points.push(anchored(&dir, Names::Any, client));
                 }
+                // The AutoConfig file, whatever `general.config.filename` names.
+                for dir in paths::autoconfig_dirs(&target.system_root) {
+                    points.push(anchored(&dir, Names::Any, client));
+                }
             }
             Client::AppleMail => {
                 let mut files: Vec<PathBuf> = Domain::ALL

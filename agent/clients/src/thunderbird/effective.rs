@@ -1,17 +1,32 @@
-//! How Thunderbird resolves the value it actually uses for a pref, from the files we can read.
+//! How Thunderbird resolves the value it actually uses for a pref, from every layer it reads.
 //!
-//! Layers, strongest first (libpref plus the policy engine, measured on Thunderbird 140/153):
-//! 1. a legacy plain-value `Preferences` entry or a named policy (they unlock, set and lock);
-//! 2. a `pref(name, value, locked)` in a default-pref file (`/etc/thunderbird/pref/*.js`, ...);
-//! 3. a `{"Status": "locked"}` `Preferences` entry (it cannot override 2, and nothing is logged);
-//! 4. user values: a `Status: user` entry, then user.js, then prefs.js (`Status: clear` hides them);
-//! 5. defaults: a `Status: default` entry, an unlocked default-pref file, Thunderbird's built-ins.
+//! Resolution replays Thunderbird's start-up for one pref name, in libpref's and the policy
+//! engine's order (Mozilla's `Preferences.cpp`, `nsReadConfig.cpp`, `prefcalls.js`,
+//! `EnterprisePoliciesParent.sys.mjs`; measured on Thunderbird 153, see
+//! `docs/thunderbird-layers-measured.md`):
+//! 1. built-in defaults;
+//! 2. default-pref files in load order: `pref()`/`sticky_pref()` set the default value,
+//!    `locked` locks it; once locked, later files cannot change the default (libpref's
+//!    `SetDefaultValue`), and a default of another type is refused;
+//! 3. user values: prefs.js, then user.js;
+//! 4. AutoConfig (`general.config.filename`), which runs after the user values were read:
+//!    `pref()` sets the user value, `defaultPref()` the default, `lockPref()` unlocks, sets the
+//!    default and locks, `unlockPref()`, `clearPref()` clears the user value;
+//! 5. enterprise policies (`policies.json`, or the platform's policies combined with it):
+//!    a named policy (`PasswordManagerEnabled`/`OfferToSaveLogins`) and a legacy plain-value
+//!    `Preferences` entry unlock, set and lock; `Status: locked` sets the default only when
+//!    not locked yet, then locks; `default`, `user` and `clear` as their names say;
+//! 6. what runs after all of that and cannot be evaluated here: a remote AutoConfig
+//!    (`autoadmin.global_config_url`) and AutoConfig code we cannot model (it may act at any
+//!    time). A pref these can reach has no known value.
 //!
-//! A per-server pref (`mail.server.<key>.<name>`, `mail.smtpserver.<key>.<name>`) that no layer
-//! sets falls back to the `.default.` pref of the same name, as `MsgIncomingServer` does.
+//! The value in use is the default while locked, else the user value, else the default. A
+//! per-server pref (`mail.server.<key>.<name>`, `mail.smtpserver.<key>.<name>`) without a value
+//! falls back to the `.default.` pref of the same name, as `MsgIncomingServer` does.
 
 use std::path::PathBuf;
 
+use super::autoconfig::{AutoConfig, CfgOp, CfgTarget, CfgValue};
 use super::policies::{PoliciesDoc, PolicyStatus};
 use super::prefs::{PrefKind, PrefValue, PrefsFile};
 
@@ -20,6 +35,24 @@ use super::prefs::{PrefKind, PrefValue, PrefsFile};
 pub struct DefaultPrefFile {
     pub path: PathBuf,
     pub prefs: PrefsFile,
+}
+
+/// The AutoConfig file named by `general.config.filename`, as the agent read it.
+#[derive(Debug, Clone)]
+pub struct AutoConfigLayer {
+    pub path: PathBuf,
+    pub outcome: AutoConfigOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum AutoConfigOutcome {
+    Evaluated(AutoConfig),
+    /// Thunderbird cannot read or run it: it shows an error and quits at every start.
+    Broken {
+        line: usize,
+        column: usize,
+        message: String,
+    },
 }
 
 /// Where an effective value comes from.
@@ -40,6 +73,37 @@ pub enum Source {
         path: PathBuf,
         line: usize,
     },
+    /// A statement of the AutoConfig file with a known value.
+    AutoConfig {
+        path: PathBuf,
+        line: usize,
+        statement: String,
+    },
+    /// A statement of the AutoConfig file whose value the agent cannot know (an environment
+    /// variable, a condition). A later policy lock still outranks it.
+    AutoConfigUnknown {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+    /// AutoConfig code the agent cannot model: it may change any pref at any time, also after
+    /// the policies were applied.
+    AutoConfigAny {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+    /// The AutoConfig file cannot be read or run: Thunderbird quits at start.
+    AutoConfigBroken {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A remote AutoConfig, fetched and run at every start after everything else.
+    RemoteAutoConfig {
+        url: String,
+    },
     BuiltIn,
     /// Nothing sets it.
     Unset,
@@ -57,19 +121,50 @@ impl Source {
                 | Source::PolicyDefault
         )
     }
+
+    /// Comes from the AutoConfig file.
+    pub fn is_autoconfig(&self) -> bool {
+        matches!(
+            self,
+            Source::AutoConfig { .. }
+                | Source::AutoConfigUnknown { .. }
+                | Source::AutoConfigAny { .. }
+                | Source::AutoConfigBroken { .. }
+        )
+    }
+
+    /// A layer that acts after the policies, which no channel of the agent outranks.
+    pub fn is_beyond_reach(&self) -> bool {
+        matches!(
+            self,
+            Source::AutoConfigAny { .. }
+                | Source::AutoConfigBroken { .. }
+                | Source::RemoteAutoConfig { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
+    /// `None`: no value (or, with an unknown source, a value the agent cannot know).
     pub value: Option<PrefValue>,
     pub locked: bool,
     pub source: Source,
 }
 
+impl Resolved {
+    /// The value in use cannot be known here.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.source, Source::AutoConfigUnknown { .. }) || self.source.is_beyond_reach()
+    }
+}
+
 /// Everything that decides a pref's value for one profile.
 #[derive(Debug, Clone, Copy)]
 pub struct Layers<'a> {
+    /// In the order Thunderbird loads them.
     pub default_files: &'a [DefaultPrefFile],
+    pub autoconfig: Option<&'a AutoConfigLayer>,
     pub policy: Option<&'a PoliciesDoc>,
     pub user_js: Option<&'a PrefsFile>,
     pub prefs_js: &'a PrefsFile,
@@ -107,109 +202,315 @@ fn fallback_name(name: &str) -> Option<String> {
     None
 }
 
+/// A value and who set it; `None` as value: set to something the agent cannot know.
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Option<PrefValue>,
+    source: Source,
+}
+
+/// One pref during the replay of Thunderbird's start.
+#[derive(Debug, Clone, Default)]
+struct PrefState {
+    default: Option<Slot>,
+    user: Option<Slot>,
+    locked: bool,
+    lock_source: Option<Source>,
+}
+
+fn same_type(a: &PrefValue, b: &PrefValue) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+impl PrefState {
+    /// libpref's `SetDefaultValue`: ignored while locked, refused for another type.
+    fn set_default(&mut self, value: Option<PrefValue>, source: Source) {
+        if self.locked {
+            return;
+        }
+        if let (
+            Some(new),
+            Some(Slot {
+                value: Some(old), ..
+            }),
+        ) = (&value, &self.default)
+        {
+            if !same_type(new, old) {
+                return;
+            }
+        }
+        self.default = Some(Slot { value, source });
+    }
+
+    fn lock(&mut self, source: Source) {
+        self.locked = true;
+        self.lock_source = Some(source);
+    }
+
+    /// Unlock, set the default, lock: `lockPref()` and the policies' `setAndLockPref`.
+    fn force(&mut self, value: Option<PrefValue>, source: Source) {
+        self.locked = false;
+        self.set_default(value, source.clone());
+        self.lock(source);
+    }
+
+    /// The slot whose value is in use.
+    fn in_use(&self) -> Option<&Slot> {
+        if self.locked {
+            self.default.as_ref()
+        } else {
+            self.user.as_ref().or(self.default.as_ref())
+        }
+    }
+}
+
+/// How far to replay the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The default branch after the default-pref files (what `nsReadConfig` reads).
+    Defaults,
+    /// Everything before the enterprise policies.
+    BeforePolicies,
+    /// Everything.
+    All,
+}
+
 impl Layers<'_> {
-    fn default_file_pref(&self, name: &str, locked: bool) -> Option<(PrefValue, Source)> {
-        // Later files override earlier ones, like later statements in one file.
-        // Through each file's name index: a lookup does not scan the file.
-        self.default_files.iter().rev().find_map(|f| {
-            f.prefs
-                .entries_named(name)
-                .rev()
-                .find(|e| {
-                    e.locked == locked && matches!(e.kind, PrefKind::Default | PrefKind::Sticky)
-                })
-                .map(|e| {
-                    let source = if locked {
-                        Source::DefaultFileLock {
-                            path: f.path.clone(),
-                            line: e.line,
+    fn replay(&self, name: &str, stage: Stage) -> (PrefState, Option<Source>) {
+        let mut st = PrefState::default();
+        if let Some(v) = builtin(name) {
+            st.default = Some(Slot {
+                value: Some(v),
+                source: Source::BuiltIn,
+            });
+        }
+        for f in self.default_files {
+            for e in f.prefs.entries_named(name) {
+                if !matches!(e.kind, PrefKind::Default | PrefKind::Sticky) {
+                    continue;
+                }
+                let source = if e.locked {
+                    Source::DefaultFileLock {
+                        path: f.path.clone(),
+                        line: e.line,
+                    }
+                } else {
+                    Source::DefaultFile {
+                        path: f.path.clone(),
+                        line: e.line,
+                    }
+                };
+                let was_locked = st.locked;
+                st.set_default(Some(e.value.clone()), source.clone());
+                if e.locked && !was_locked {
+                    st.lock(source);
+                }
+            }
+        }
+        if stage == Stage::Defaults {
+            return (st, None);
+        }
+        if let Some(v) = self.prefs_js.get_user(name) {
+            st.user = Some(Slot {
+                value: Some(v.clone()),
+                source: Source::PrefsJs,
+            });
+        }
+        if let Some(v) = self.user_js.and_then(|u| u.get_user(name)) {
+            st.user = Some(Slot {
+                value: Some(v.clone()),
+                source: Source::UserJs,
+            });
+        }
+        // What acts after the policies and cannot be evaluated: the first such layer is named.
+        let mut beyond: Option<Source> = None;
+        if let Some(ac) = self.autoconfig {
+            match &ac.outcome {
+                AutoConfigOutcome::Broken {
+                    line,
+                    column,
+                    message,
+                } => {
+                    beyond = Some(Source::AutoConfigBroken {
+                        path: ac.path.clone(),
+                        line: *line,
+                        column: *column,
+                        message: message.clone(),
+                    });
+                }
+                AutoConfigOutcome::Evaluated(cfg) => {
+                    for effect in &cfg.effects {
+                        let target = match &effect.target {
+                            CfgTarget::Pref(n) => n,
+                            CfgTarget::Any(why) => {
+                                beyond.get_or_insert_with(|| Source::AutoConfigAny {
+                                    path: ac.path.clone(),
+                                    line: effect.line,
+                                    why: why.clone(),
+                                });
+                                continue;
+                            }
+                        };
+                        if target != name {
+                            continue;
                         }
-                    } else {
-                        Source::DefaultFile {
-                            path: f.path.clone(),
-                            line: e.line,
+                        let source_of = |v: &CfgValue| match v {
+                            CfgValue::Known(_) => Source::AutoConfig {
+                                path: ac.path.clone(),
+                                line: effect.line,
+                                statement: effect.text.clone(),
+                            },
+                            CfgValue::Unknown(why) => Source::AutoConfigUnknown {
+                                path: ac.path.clone(),
+                                line: effect.line,
+                                why: why.clone(),
+                            },
+                        };
+                        let known = |v: &CfgValue| match v {
+                            CfgValue::Known(p) => Some(p.clone()),
+                            CfgValue::Unknown(_) => None,
+                        };
+                        match &effect.op {
+                            CfgOp::User(v) => {
+                                st.user = Some(Slot {
+                                    value: known(v),
+                                    source: source_of(v),
+                                })
+                            }
+                            CfgOp::Default(v) => st.set_default(known(v), source_of(v)),
+                            CfgOp::Lock(v) => st.force(known(v), source_of(v)),
+                            CfgOp::Unlock => {
+                                st.locked = false;
+                                st.lock_source = None;
+                            }
+                            CfgOp::Clear => st.user = None,
                         }
-                    };
-                    (e.value.clone(), source)
-                })
-        })
+                    }
+                    if beyond.is_none() && name != REMOTE_URL {
+                        let (url_state, _) = self.replay(REMOTE_URL, Stage::BeforePolicies);
+                        match url_state.in_use() {
+                            Some(Slot {
+                                value: Some(PrefValue::Str(url)),
+                                ..
+                            }) if !url.is_empty() => {
+                                beyond = Some(Source::RemoteAutoConfig { url: url.clone() })
+                            }
+                            Some(Slot { value: None, .. }) => {
+                                beyond = Some(Source::RemoteAutoConfig {
+                                    url: "a URL the agent cannot know".to_owned(),
+                                })
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        if stage == Stage::BeforePolicies {
+            return (st, beyond);
+        }
+        if let Some(policy) = self.policy {
+            if name == "signon.rememberSignons" {
+                if let Some(named) = policy.named_signon_lock() {
+                    st.force(Some(PrefValue::Bool(false)), Source::PolicyNamed(named));
+                }
+            }
+            if let Some(p) = policy.pref(name) {
+                match p.status {
+                    PolicyStatus::Legacy => {
+                        if p.value.is_some() {
+                            st.force(p.value, Source::PolicyLegacy);
+                        }
+                    }
+                    PolicyStatus::Locked => {
+                        if let Some(v) = p.value {
+                            st.set_default(Some(v), Source::PolicyLocked);
+                        }
+                        if !st.locked {
+                            st.lock(Source::PolicyLocked);
+                        }
+                    }
+                    PolicyStatus::Default => {
+                        if let Some(v) = p.value {
+                            st.set_default(Some(v), Source::PolicyDefault);
+                        }
+                    }
+                    PolicyStatus::User => {
+                        if let Some(v) = p.value {
+                            st.user = Some(Slot {
+                                value: Some(v),
+                                source: Source::PolicyUser,
+                            });
+                        }
+                    }
+                    PolicyStatus::Clear => st.user = None,
+                }
+            }
+        }
+        (st, beyond)
+    }
+
+    /// The value of `name` on the default branch after the default-pref files: what
+    /// `nsReadConfig` reads for `general.config.filename` and `general.config.obscure_value`.
+    pub fn default_value(&self, name: &str) -> Option<PrefValue> {
+        let (st, _) = self.replay(name, Stage::Defaults);
+        st.default.and_then(|s| s.value)
+    }
+
+    /// The value Thunderbird uses for `name` before the enterprise policies apply, and whether
+    /// it is locked then: a lock here is only outranked by a legacy or named policy.
+    pub fn resolve_before_policies(&self, name: &str) -> Resolved {
+        self.finish(name, Stage::BeforePolicies)
     }
 
     /// The value Thunderbird uses for `name`, and whether it is locked.
     pub fn resolve(&self, name: &str) -> Resolved {
-        let policy = self.policy.and_then(|p| p.pref(name));
-        let found = |value: PrefValue, locked, source| Resolved {
-            value: Some(value),
-            locked,
-            source,
-        };
-        if let Some(p) = &policy {
-            if p.status == PolicyStatus::Legacy {
-                if let Some(v) = &p.value {
-                    return found(v.clone(), true, Source::PolicyLegacy);
-                }
-            }
-        }
-        if name == "signon.rememberSignons" {
-            if let Some(named) = self.policy.and_then(PoliciesDoc::named_signon_lock) {
-                return found(PrefValue::Bool(false), true, Source::PolicyNamed(named));
-            }
-        }
-        if let Some((v, source)) = self.default_file_pref(name, true) {
-            return found(v, true, source);
-        }
-        if let Some(p) = &policy {
-            if p.status == PolicyStatus::Locked {
-                // A locked entry whose value has the wrong type leaves the pref locked with no
-                // value; reads then fall back (measured), which `value: None` models.
-                return Resolved {
-                    value: p.value.clone(),
-                    locked: true,
-                    source: Source::PolicyLocked,
-                };
-            }
-        }
-        let cleared = policy.as_ref().map(|p| p.status) == Some(PolicyStatus::Clear);
-        if let Some(p) = &policy {
-            if p.status == PolicyStatus::User {
-                if let Some(v) = &p.value {
-                    return found(v.clone(), false, Source::PolicyUser);
-                }
-            }
-        }
-        if !cleared {
-            if let Some(v) = self.user_js.and_then(|u| u.get_user(name)) {
-                return found(v.clone(), false, Source::UserJs);
-            }
-            if let Some(v) = self.prefs_js.get_user(name) {
-                return found(v.clone(), false, Source::PrefsJs);
-            }
-        }
-        if let Some(p) = &policy {
-            if p.status == PolicyStatus::Default {
-                if let Some(v) = &p.value {
-                    return found(v.clone(), false, Source::PolicyDefault);
-                }
-            }
-        }
-        if let Some((v, source)) = self.default_file_pref(name, false) {
-            return found(v, false, source);
-        }
-        if let Some(fallback) = fallback_name(name) {
-            let r = self.resolve(&fallback);
-            // The per-server pref itself is not locked even if the default one is.
-            return Resolved { locked: false, ..r };
-        }
-        match builtin(name) {
-            Some(v) => found(v, false, Source::BuiltIn),
-            None => Resolved {
+        self.finish(name, Stage::All)
+    }
+
+    fn finish(&self, name: &str, stage: Stage) -> Resolved {
+        let (st, beyond) = self.replay(name, stage);
+        if let Some(source) = beyond {
+            return Resolved {
                 value: None,
                 locked: false,
-                source: Source::Unset,
-            },
+                source,
+            };
+        }
+        if let Some(slot) = st.in_use() {
+            // A slot without a value holds a value the agent cannot know.
+            return Resolved {
+                value: slot.value.clone(),
+                locked: st.locked,
+                source: slot.source.clone(),
+            };
+        }
+        if let Some(fallback) = fallback_name(name) {
+            let r = self.finish(&fallback, stage);
+            // The per-server pref itself is not locked even if the default one is.
+            return Resolved {
+                locked: st.locked,
+                ..r
+            };
+        }
+        if st.locked {
+            // Locked without a value (a policy value of the wrong type): reads fail.
+            return Resolved {
+                value: None,
+                locked: true,
+                source: st.lock_source.unwrap_or(Source::Unset),
+            };
+        }
+        Resolved {
+            value: None,
+            locked: false,
+            source: Source::Unset,
         }
     }
 }
+
+/// The pref that names a remote AutoConfig.
+pub const REMOTE_URL: &str = "autoadmin.global_config_url";
 
 #[cfg(test)]
 mod tests {
@@ -234,6 +535,7 @@ mod tests {
     ) -> Source {
         let r = Layers {
             default_files,
+            autoconfig: None,
             policy,
             user_js,
             prefs_js,
@@ -368,7 +670,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_statement_of_the_last_default_file_wins() {
+    fn unlocked_the_last_statement_wins_locked_the_first() {
         let file = |path: &str, text: &str| DefaultPrefFile {
             path: path.into(),
             prefs: prefs(text),
@@ -397,7 +699,8 @@ mod tests {
                 line: 3
             }
         );
-        // A lock in an earlier file still beats later unlocked statements.
+        // A lock in an earlier file still beats later statements, locked or not: once
+        // locked, a default cannot change (measured: the first lock wins).
         let locked = [
             file(
                 "/a.js",
@@ -412,13 +715,13 @@ mod tests {
             None,
             &empty,
             S1,
-            (Some(PrefValue::Int(5)), true),
+            (Some(PrefValue::Int(4)), true),
         );
         assert_eq!(
             src,
             Source::DefaultFileLock {
                 path: "/a.js".into(),
-                line: 2
+                line: 1
             }
         );
     }

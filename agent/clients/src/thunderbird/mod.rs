@@ -8,6 +8,7 @@
 //!   Handlers policy needs; [`paths`]: where Thunderbird keeps its files.
 
 pub mod accounts;
+pub mod autoconfig;
 pub mod effective;
 pub mod logins;
 pub mod mapping;

@@ -137,7 +137,42 @@ pub fn policy_fallback_path(system_root: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Directories of default-pref files that can lock prefs (`pref(.., locked)`).
+/// The installation (GRE) directory: where Thunderbird looks for the AutoConfig file named by
+/// `general.config.filename`.
+///
+/// # Platform specific behavior
+/// Linux: `/usr/lib/thunderbird` (Debian's package; verified). Windows and macOS: the default
+/// install location (from Mozilla's documentation; unverified here).
+pub fn gre_dir(system_root: &Path) -> PathBuf {
+    if cfg!(windows) {
+        under(system_root, "Program Files/Mozilla Thunderbird")
+    } else if cfg!(target_os = "macos") {
+        under(
+            system_root,
+            "Applications/Thunderbird.app/Contents/Resources",
+        )
+    } else {
+        under(system_root, "usr/lib/thunderbird")
+    }
+}
+
+/// Where Thunderbird looks for the AutoConfig file, first match wins; [`gre_dir`] last.
+///
+/// # Platform specific behavior
+/// Linux: Debian builds with `MOZ_SYSTEM_PREFERENCES`, so `/etc/thunderbird/<name>` is read and
+/// shadows the installation's (measured). Elsewhere only the installation directory.
+pub fn autoconfig_dirs(system_root: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if !cfg!(windows) && !cfg!(target_os = "macos") {
+        dirs.push(under(system_root, "etc/thunderbird"));
+    }
+    dirs.push(gre_dir(system_root));
+    dirs
+}
+
+/// Directories of default-pref files that can lock prefs (`pref(.., locked)`), in the order
+/// Thunderbird loads them (measured: the installation's, Debian's `/etc/thunderbird/pref`, then
+/// `/etc/thunderbird/defaults/pref`).
 pub fn default_pref_dirs(system_root: &Path) -> Vec<PathBuf> {
     if cfg!(windows) || cfg!(target_os = "macos") {
         return Vec::new();

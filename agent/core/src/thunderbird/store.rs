@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use postwarden_clients::thunderbird::accounts::{self, Accounts};
-use postwarden_clients::thunderbird::effective::{DefaultPrefFile, Layers, Source};
+use postwarden_clients::thunderbird::autoconfig;
+use postwarden_clients::thunderbird::effective::{
+    AutoConfigLayer, AutoConfigOutcome, DefaultPrefFile, Layers, Resolved, Source,
+};
 use postwarden_clients::thunderbird::logins::Logins;
 use postwarden_clients::thunderbird::mapping::{Location, ProfileView};
 use postwarden_clients::thunderbird::mimetypes;
@@ -30,13 +33,13 @@ use postwarden_clients::thunderbird::paths;
 use postwarden_clients::thunderbird::policies::{json_to_pref, pref_to_json, PoliciesDoc};
 use postwarden_clients::thunderbird::prefs::{PrefValue, PrefsFile};
 use postwarden_clients::under;
-use postwarden_engine::{Failure, Failures, Observation, Observed, Plan, Store, Value};
+use postwarden_engine::{Failure, Failures, Observation, Observed, Override, Plan, Store, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::discover::{self, Running};
 use crate::error::StoreError;
-use crate::fs::{read_text, sync_dir, write_atomic_with};
+use crate::fs::{read_bytes, read_text, sync_dir, write_atomic_with};
 use crate::journal::Journal;
 use crate::target::Target;
 
@@ -122,6 +125,9 @@ pub struct SystemFiles {
     pub policy: Option<PoliciesDoc>,
     policy_mtime: Option<SystemTime>,
     pub default_files: Vec<DefaultPrefFile>,
+    /// The AutoConfig file `general.config.filename` names, evaluated for this user.
+    pub autoconfig: Option<AutoConfigLayer>,
+    autoconfig_mtime: Option<SystemTime>,
     /// Extensions with a MIME type in `/etc/mime.types` (Linux; `None` elsewhere, where the OS
     /// type registry is not modelled).
     mime_extensions: Option<BTreeSet<String>>,
@@ -157,7 +163,9 @@ impl SystemFiles {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "js"))
                 .collect();
+            // Thunderbird loads a directory's files in reverse alphabetical order (measured).
             files.sort();
+            files.reverse();
             for path in files {
                 let Some(text) = read_text(&path)? else {
                     continue;
@@ -175,6 +183,7 @@ impl SystemFiles {
                 }
             }
         }
+        let (autoconfig, autoconfig_mtime) = read_autoconfig(target, &default_files)?;
         let mime_extensions = if cfg!(target_os = "linux") {
             let path = under(&target.system_root, "etc/mime.types");
             Some(
@@ -191,8 +200,141 @@ impl SystemFiles {
             policy,
             policy_mtime,
             default_files,
+            autoconfig,
+            autoconfig_mtime,
         })
     }
+}
+
+/// The file nsReadConfig refuses to run (Mozilla's block list).
+const BLOCKED_CONFIGS: &[&str] = &["dsengine.cfg"];
+
+/// Reads and evaluates the AutoConfig file the default-pref files name, the way Thunderbird
+/// does at start: from `/etc/thunderbird` or else the installation directory, un-obscured by `general.config.obscure_value`,
+/// with the user's `USER`, `LOGNAME` and `HOME` (other environment variables are unknown).
+fn read_autoconfig(
+    target: &Target,
+    default_files: &[DefaultPrefFile],
+) -> Result<(Option<AutoConfigLayer>, Option<SystemTime>), StoreError> {
+    let empty = PrefsFile::parse("").expect("empty prefs parse");
+    let defaults = Layers {
+        default_files,
+        autoconfig: None,
+        policy: None,
+        user_js: None,
+        prefs_js: &empty,
+    };
+    let Some(PrefValue::Str(name)) = defaults.default_value("general.config.filename") else {
+        return Ok((None, None));
+    };
+    if name.is_empty() || BLOCKED_CONFIGS.contains(&name.as_str()) {
+        return Ok((None, None));
+    }
+    let obscure = match defaults.default_value("general.config.obscure_value") {
+        Some(PrefValue::Int(v)) => v,
+        _ => 0,
+    };
+    let path = paths::autoconfig_dirs(&target.system_root)
+        .into_iter()
+        .map(|dir| dir.join(&name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| paths::gre_dir(&target.system_root).join(&name));
+    let outcome = match read_bytes(&path)? {
+        None => AutoConfigOutcome::Broken {
+            line: 0,
+            column: 0,
+            message: "the file does not exist".to_owned(),
+        },
+        Some(bytes) => {
+            let home = target.home.display().to_string();
+            let env = |var: &str| match var {
+                "USER" | "LOGNAME" => Some(target.user.clone()),
+                "HOME" => Some(home.clone()),
+                _ => None,
+            };
+            match autoconfig::evaluate(&bytes, obscure, &env) {
+                Ok(cfg) => AutoConfigOutcome::Evaluated(cfg),
+                Err(e) => AutoConfigOutcome::Broken {
+                    line: e.line,
+                    column: e.column,
+                    message: e.message,
+                },
+            }
+        }
+    };
+    Ok((
+        Some(AutoConfigLayer {
+            path: path.clone(),
+            outcome,
+        }),
+        mtime(&path),
+    ))
+}
+
+/// The layer that decides a pref beyond the agent's reach, as a finding's evidence and fix.
+fn override_of(source: &Source) -> Option<Override> {
+    Some(match source {
+        Source::AutoConfigAny { path, line, why } => Override {
+            layer: "AutoConfig".to_owned(),
+            location: format!("{}:{line}", path.display()),
+            evidence: format!(
+                "{why}; such code may change any pref while Thunderbird runs, also after the \
+                 policies Postwarden writes, so no value can be vouched for"
+            ),
+            fix: format!(
+                "replace this code in {} with plain pref/defaultPref/lockPref/clearPref calls, \
+                 or remove it, then run the agent again",
+                path.display()
+            ),
+        },
+        Source::AutoConfigBroken {
+            path,
+            line,
+            column,
+            message,
+        } => Override {
+            layer: "AutoConfig".to_owned(),
+            location: if *line == 0 {
+                path.display().to_string()
+            } else {
+                format!("{}:{line}:{column}", path.display())
+            },
+            evidence: format!(
+                "{message}: Thunderbird shows \"Failed to read the configuration file\" at \
+                 every start and waits for the user (headless, it hangs there); what the file \
+                 sets depends on how far it ran"
+            ),
+            fix: format!(
+                "repair {} or remove general.config.filename from the default-pref file that \
+                 names it",
+                path.display()
+            ),
+        },
+        Source::RemoteAutoConfig { url } => Override {
+            layer: "remote AutoConfig".to_owned(),
+            location: format!("autoadmin.global_config_url = {url}"),
+            evidence: "Thunderbird fetches this configuration and runs it at every start, after \
+                       the policies; Postwarden cannot evaluate it offline"
+                .to_owned(),
+            fix: "move these settings into the Postwarden profile, or make sure the remote \
+                  configuration leaves them alone and remove autoadmin.global_config_url"
+                .to_owned(),
+        },
+        _ => return None,
+    })
+}
+
+/// How a value the agent cannot know is shown.
+fn unknown_value(r: &Resolved) -> Value {
+    Value::Redacted(match &r.source {
+        Source::AutoConfigUnknown { path, line, why } => {
+            format!("not known: {why} ({}:{line})", path.display())
+        }
+        other => match override_of(other) {
+            Some(o) => format!("not known: decided by {o}"),
+            None => "not known".to_owned(),
+        },
+    })
 }
 
 /// Who asked for which locked value, per pref name, per profile directory. `policies.json` is
@@ -386,28 +528,38 @@ impl ThunderbirdStore {
         };
         let changed = match source {
             s if s.is_policy() => self.system.policy_mtime,
+            s if s.is_autoconfig() => self.system.autoconfig_mtime,
             Source::UserJs => profile.user_js_mtime,
             _ => None,
         };
         changed.is_some_and(|t| t > run.since)
     }
 
+    /// Every layer that decides a pref of profile `p`.
+    fn layers<'a>(&'a self, p: &'a LoadedProfile) -> Layers<'a> {
+        Layers {
+            default_files: &self.system.default_files,
+            autoconfig: self.system.autoconfig.as_ref(),
+            policy: self.system.policy.as_ref(),
+            user_js: p.user_js.as_ref(),
+            prefs_js: &p.prefs_js,
+        }
+    }
+
     fn observe_one(&self, location: &Location) -> Observation {
         match location {
             Location::Pref { profile, name } => {
                 let p = &self.profiles[*profile];
-                let r = Layers {
-                    default_files: &self.system.default_files,
-                    policy: self.system.policy.as_ref(),
-                    user_js: p.user_js.as_ref(),
-                    prefs_js: &p.prefs_js,
-                }
-                .resolve(name);
+                let r = self.layers(p).resolve(name);
                 Observation {
                     stale: self.stale(p.running.as_ref(), &r.source, p),
-                    value: to_value(r.value),
+                    value: if r.is_unknown() {
+                        unknown_value(&r)
+                    } else {
+                        to_value(r.value.clone())
+                    },
                     locked: r.locked,
-                    overridden_by: None,
+                    overridden_by: override_of(&r.source),
                 }
             }
             Location::StoredPasswords { profile } => {
@@ -508,7 +660,7 @@ impl Store for ThunderbirdStore {
                         policy.remove_pref(name);
                         policy.set_named(OFFER_TO_SAVE_LOGINS, Json::Bool(false));
                     }
-                    Some(v) if self.locked_by_default_file(locations) => {
+                    Some(v) if self.locked_before_policies(locations) => {
                         policy.set_legacy_pref(name, &v)
                     }
                     Some(v) => policy.set_locked_pref(name, &v),
@@ -659,20 +811,16 @@ impl Store for ThunderbirdStore {
 }
 
 impl ThunderbirdStore {
-    /// A `pref(.., locked)` in a default-pref file holds one of these prefs; only the legacy
-    /// policy form can override it.
-    fn locked_by_default_file(&self, locations: &[&Location]) -> bool {
+    /// A default-pref file or the AutoConfig file locks one of these prefs (or sets it to a
+    /// value the agent cannot know) before the policies apply: only the legacy policy form,
+    /// which unlocks, sets and locks, outranks that.
+    fn locked_before_policies(&self, locations: &[&Location]) -> bool {
         locations.iter().any(|l| match l {
             Location::Pref { profile, name } => {
-                let p = &self.profiles[*profile];
-                let r = Layers {
-                    default_files: &self.system.default_files,
-                    policy: None,
-                    user_js: p.user_js.as_ref(),
-                    prefs_js: &p.prefs_js,
-                }
-                .resolve(name);
-                matches!(r.source, Source::DefaultFileLock { .. })
+                let r = self
+                    .layers(&self.profiles[*profile])
+                    .resolve_before_policies(name);
+                r.locked || r.is_unknown()
             }
             _ => false,
         })
