@@ -705,8 +705,10 @@ fn a_remote_autoconfig_is_reported_and_never_fought() {
     );
     let text = env.agent("check", &[]);
     assert!(
-        text.stdout
-            .contains("overridden by remote AutoConfig at autoadmin.global_config_url"),
+        text.stdout.contains(
+            "overridden by remote AutoConfig at https://config.corp.example/tb.js \
+             (autoadmin.global_config_url, set at "
+        ),
         "{}",
         text.stdout
     );

@@ -308,19 +308,26 @@ impl Report {
                     control.title, control.id, control.severity, control.reference
                 );
                 let mut last_note = None;
+                let mut last_override = None;
                 for f in of_control {
                     let _ = writeln!(w, "    {}", finding_line(f));
-                    if let Some(reason) = &f.reason {
-                        let _ = writeln!(w, "        {reason}");
-                    }
-                    if let Some(o) = &f.overridden_by {
-                        if f.status.is_satisfied() {
+                    match &f.overridden_by {
+                        // The layer is the reason; a run of findings it decides names it once.
+                        Some(o) if last_override == Some(o) => {}
+                        Some(o) if f.status.is_satisfied() => {
                             let _ = writeln!(w, "        held by {o}");
-                        } else {
+                        }
+                        Some(o) => {
                             let _ = writeln!(w, "        overridden by {o}");
                             let _ = writeln!(w, "        fix: {}", o.fix);
                         }
+                        None => {
+                            if let Some(reason) = &f.reason {
+                                let _ = writeln!(w, "        {reason}");
+                            }
+                        }
                     }
+                    last_override = f.overridden_by.as_ref();
                     // A note shared by a run of findings (e.g. every attachment type) once.
                     if f.note.is_some() && f.note.as_ref() != last_note {
                         let _ = writeln!(w, "        {}", f.note.as_deref().unwrap_or_default());
@@ -368,7 +375,7 @@ impl Report {
                         f.status.as_str()
                     );
                     if let Some(o) = &f.overridden_by {
-                        let _ = writeln!(w, "        overridden by {o}; fix: {}", o.fix);
+                        let _ = writeln!(w, "        overridden by {o}");
                     }
                 }
                 if open.len() > 5 {

@@ -535,7 +535,11 @@ impl Eval<'_> {
         cond: Cond,
         depth: usize,
     ) -> Result<usize, CfgError> {
-        let t = &self.tokens[i];
+        let Some(t) = self.tokens.get(i).filter(|_| i < end) else {
+            // `if (x)`, `catch (e)`, `else` with nothing after them.
+            let t = &self.tokens[end.min(self.tokens.len()).saturating_sub(1)];
+            return Err(err(t.line, t.column, "a statement is missing after this"));
+        };
         if is_punct(t, ";") {
             return Ok(i + 1);
         }

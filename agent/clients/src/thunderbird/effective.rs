@@ -103,6 +103,8 @@ pub enum Source {
     /// A remote AutoConfig, fetched and run at every start after everything else.
     RemoteAutoConfig {
         url: String,
+        /// The file and line that set `autoadmin.global_config_url`, where one did.
+        set_at: Option<(PathBuf, usize)>,
     },
     BuiltIn,
     /// Nothing sets it.
@@ -391,13 +393,25 @@ impl Layers<'_> {
                         match url_state.in_use() {
                             Some(Slot {
                                 value: Some(PrefValue::Str(url)),
-                                ..
+                                source,
                             }) if !url.is_empty() => {
-                                beyond = Some(Source::RemoteAutoConfig { url: url.clone() })
+                                let set_at = match source {
+                                    Source::AutoConfig { path, line, .. }
+                                    | Source::DefaultFile { path, line }
+                                    | Source::DefaultFileLock { path, line } => {
+                                        Some((path.clone(), *line))
+                                    }
+                                    _ => None,
+                                };
+                                beyond = Some(Source::RemoteAutoConfig {
+                                    url: url.clone(),
+                                    set_at,
+                                })
                             }
                             Some(Slot { value: None, .. }) => {
                                 beyond = Some(Source::RemoteAutoConfig {
                                     url: "a URL the agent cannot know".to_owned(),
+                                    set_at: None,
                                 })
                             }
                             _ => {}

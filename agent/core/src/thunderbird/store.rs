@@ -310,9 +310,15 @@ fn override_of(source: &Source) -> Option<Override> {
                 path.display()
             ),
         },
-        Source::RemoteAutoConfig { url } => Override {
+        Source::RemoteAutoConfig { url, set_at } => Override {
             layer: "remote AutoConfig".to_owned(),
-            location: format!("autoadmin.global_config_url = {url}"),
+            location: match set_at {
+                Some((path, line)) => format!(
+                    "{url} (autoadmin.global_config_url, set at {}:{line})",
+                    path.display()
+                ),
+                None => format!("{url} (autoadmin.global_config_url)"),
+            },
             evidence: "Thunderbird fetches this configuration and runs it at every start, after \
                        the policies; Postwarden cannot evaluate it offline"
                 .to_owned(),
@@ -330,10 +336,8 @@ fn unknown_value(r: &Resolved) -> Value {
         Source::AutoConfigUnknown { path, line, why } => {
             format!("not known: {why} ({}:{line})", path.display())
         }
-        other => match override_of(other) {
-            Some(o) => format!("not known: decided by {o}"),
-            None => "not known".to_owned(),
-        },
+        // The finding names the layer that decides it.
+        _ => "not known".to_owned(),
     })
 }
 

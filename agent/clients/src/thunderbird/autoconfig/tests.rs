@@ -191,6 +191,10 @@ fn syntax_errors_name_line_and_column() {
     assert_eq!(e.line, 2, "{e}");
     let deep = format!("//\n{}1{}\n", "(".repeat(100), ")".repeat(100));
     assert!(evaluate(deep.as_bytes(), 0, &env).is_err());
+    // Found by fuzzing: a catch without a body.
+    let e = evaluate(b"//\ntry { pref(\"a\", 1); } catch ()\n", 0, &env).unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+    assert!(evaluate(b"//\nif (x)", 0, &env).is_err());
     let big = vec![b' '; MAX_BYTES + 1];
     assert!(evaluate(&big, 0, &env).is_err());
 }
