@@ -9,6 +9,11 @@
 //! * policies.json is read from `/etc/thunderbird/policies/` — a test shows
 //!   Thunderbird its own directory there through a bind mount inside a private
 //!   mount namespace (`unshare`), never by writing the real `/etc`;
+//! * files of the installation (AutoConfig's `mozilla.cfg`, default-pref files,
+//!   `distribution/policies.json`) are added the same way: overlayfs over the
+//!   real directories, in the same namespace ([`LaunchOptions::with_gre_files`]);
+//! * each of these mounts is proven from inside Thunderbird (a token file read
+//!   back), or the start fails;
 //! * the process runs in its own process group, which quit and Drop kill.
 
 use std::fs::{self, File};
@@ -51,8 +56,18 @@ pub const PROFILE_FILES: [&str; 6] = [
 /// Where Thunderbird (Debian build, `MOZ_SYSTEM_POLICIES`) reads system config.
 pub const ETC_THUNDERBIRD: &str = "/etc/thunderbird";
 
+/// Where the Debian package installs Thunderbird (its GRE directory).
+pub const DEFAULT_GRE_DIR: &str = "/usr/lib/thunderbird";
+
 /// Exit code of our `sh -c` wrapper when the bind mount fails.
 const MOUNT_FAILED_EXIT: i32 = 97;
+
+/// Exit code of our `sh -c` wrapper when an overlay mount fails.
+const OVERLAY_FAILED_EXIT: i32 = 98;
+
+/// File written into each overlay's upper directory and read back through Thunderbird to prove
+/// that Thunderbird sees the overlay.
+const OVERLAY_CHECK_FILE: &str = ".postwarden-e2e-overlay-check";
 
 /// File written into the bind source and read back through Thunderbird to
 /// prove that Thunderbird sees the caller's directory as /etc/thunderbird.
@@ -129,6 +144,32 @@ impl ProbeQuery {
     }
 }
 
+/// Files laid over a real directory with overlayfs, in Thunderbird's private mount namespace:
+/// Thunderbird sees `target` with the files of `files` added (or replacing the real ones of the
+/// same name); the real directory is never written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// The directory as Thunderbird names it, e.g. `/usr/lib/thunderbird`. Symlinks below it
+    /// are followed: `defaults/pref/x.js` under Debian's `/usr/lib/thunderbird` lands in
+    /// `/usr/share/thunderbird/defaults/pref`, where the `defaults` symlink points.
+    pub target: PathBuf,
+    /// A directory that mirrors `target`: `files/defaults/pref/x.js` is shown as
+    /// `target/defaults/pref/x.js`. Only regular files count (empty folders are ignored).
+    pub files: PathBuf,
+}
+
+/// One overlayfs mount of a run (see [`ThunderbirdRun::overlay_mounts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayMount {
+    /// The real directory the overlay covers, symlinks resolved.
+    pub point: PathBuf,
+    /// The files laid over it, relative to `point`.
+    pub files: Vec<PathBuf>,
+    upper: PathBuf,
+    work: PathBuf,
+    token: String,
+}
+
 /// How to start Thunderbird.
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
@@ -151,6 +192,12 @@ pub struct LaunchOptions {
     pub home_files: Vec<(String, PathBuf)>,
     /// Run on the profile itself instead of a copy (see [`ThunderbirdRun::start_in_place`]).
     pub in_place: bool,
+    /// A directory that mirrors Thunderbird's installation directory (the GRE: the binary's
+    /// folder, `/usr/lib/thunderbird` on Debian), laid over it; see
+    /// [`LaunchOptions::with_gre_files`].
+    pub gre_files: Option<PathBuf>,
+    /// Further directories laid over real ones; see [`Overlay`].
+    pub overlays: Vec<Overlay>,
 }
 
 impl Default for LaunchOptions {
@@ -164,6 +211,8 @@ impl Default for LaunchOptions {
             keep_tmp: std::env::var_os("POSTWARDEN_E2E_KEEP_TMP").is_some_and(|v| v == "1"),
             home_files: Vec::new(),
             in_place: false,
+            gre_files: None,
+            overlays: Vec::new(),
         }
     }
 }
@@ -181,6 +230,60 @@ impl LaunchOptions {
     pub fn without_profile_file(mut self, name: &str) -> Self {
         self.profile_files.retain(|f| f != name);
         self
+    }
+
+    /// Lays the files of `dir` over Thunderbird's installation directory (see
+    /// [`LaunchOptions::gre_dir`]), as an administrator would install them: `dir/mozilla.cfg`
+    /// (AutoConfig), `dir/defaults/pref/autoconfig.js` (default-pref files; on Debian they land
+    /// in `/usr/share/thunderbird/defaults/pref`, where the `defaults` symlink points),
+    /// `dir/distribution/policies.json`. Nothing real is written: overlayfs in Thunderbird's
+    /// private mount namespace, checked from inside Thunderbird at the start.
+    pub fn with_gre_files(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.gre_files = Some(dir.into());
+        self
+    }
+
+    /// Lays the files of `files` over the real directory `target` (see [`Overlay`]).
+    pub fn with_overlay(mut self, target: impl Into<PathBuf>, files: impl Into<PathBuf>) -> Self {
+        self.overlays.push(Overlay {
+            target: target.into(),
+            files: files.into(),
+        });
+        self
+    }
+
+    /// Shows Thunderbird a system root as the agent's `--system-root` models it:
+    /// `<root>/etc/thunderbird` as `/etc/thunderbird` and the files of
+    /// `<root>/usr/lib/thunderbird` laid over the installation directory (each only if it
+    /// exists).
+    pub fn with_system_root(mut self, root: &Path) -> Self {
+        let etc = root.join(ETC_THUNDERBIRD.trim_start_matches('/'));
+        if etc.is_dir() {
+            self.etc_thunderbird = Some(etc);
+        }
+        let gre = root.join(DEFAULT_GRE_DIR.trim_start_matches('/'));
+        if gre.is_dir() {
+            self.gre_files = Some(gre);
+        }
+        self
+    }
+
+    /// Thunderbird's installation (GRE) directory: the folder of the real binary, symlinks
+    /// resolved (`/usr/lib/thunderbird` on Debian).
+    pub fn gre_dir(&self) -> PathBuf {
+        fs::canonicalize(&self.binary)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_GRE_DIR))
+    }
+
+    /// Every overlay of this launch, the GRE files first.
+    pub fn all_overlays(&self) -> Vec<Overlay> {
+        let gre = self.gre_files.iter().map(|files| Overlay {
+            target: self.gre_dir(),
+            files: files.clone(),
+        });
+        gre.chain(self.overlays.iter().cloned()).collect()
     }
 }
 
@@ -205,6 +308,7 @@ pub struct ThunderbirdRun {
     profile: PathBuf,
     log_path: PathBuf,
     startup: Duration,
+    overlay_mounts: Vec<OverlayMount>,
     tmp: Option<TempDir>,
 }
 
@@ -266,6 +370,12 @@ impl ThunderbirdRun {
             Some(dir) => Some(prepare_etc_dir(dir)?),
             None => None,
         };
+        let mounts = prepare_overlays(
+            &opts.all_overlays(),
+            &tmp.path().join("overlays"),
+            opts.etc_thunderbird.is_some(),
+        )?;
+        let namespaced = opts.etc_thunderbird.is_some() || !mounts.is_empty();
 
         let mut tb_args: Vec<String> = vec![
             binary.to_string_lossy().into_owned(),
@@ -276,13 +386,12 @@ impl ThunderbirdRun {
             "--profile".into(),
             copy.to_string_lossy().into_owned(),
         ];
-        let mut cmd = match &opts.etc_thunderbird {
-            None => {
-                let mut c = Command::new(tb_args.remove(0));
-                c.args(&tb_args);
-                c
-            }
-            Some(dir) => namespace_command(dir, &tb_args)?,
+        let mut cmd = if namespaced {
+            namespace_command(opts.etc_thunderbird.as_deref(), &mounts, &tb_args)?
+        } else {
+            let mut c = Command::new(tb_args.remove(0));
+            c.args(&tb_args);
+            c
         };
         let log_path = tmp.path().join("thunderbird.log");
         let log = File::create(&log_path)?;
@@ -311,17 +420,25 @@ impl ThunderbirdRun {
             child: Some(child),
         };
 
-        let client =
-            match wait_for_marionette(&mut process, port, opts.startup_timeout, &log_path, &opts) {
-                Ok(c) => c,
-                Err(e) => {
-                    process.terminate(Duration::from_secs(2));
-                    if let Some(dir) = &opts.etc_thunderbird {
-                        let _ = fs::remove_file(dir.join(BIND_CHECK_FILE));
-                    }
-                    return Err(e);
+        let waited = wait_for_marionette(
+            &mut process,
+            port,
+            opts.startup_timeout,
+            &log_path,
+            &opts,
+            &mounts,
+        );
+        let client = match waited {
+            Ok(c) => c,
+            Err(e) => {
+                process.terminate(Duration::from_secs(2));
+                if let Some(dir) = &opts.etc_thunderbird {
+                    let _ = fs::remove_file(dir.join(BIND_CHECK_FILE));
                 }
-            };
+                relax_work_dirs(&mounts);
+                return Err(e);
+            }
+        };
         let startup = started.elapsed();
         let mut tmp = Some(tmp);
         if opts.keep_tmp {
@@ -336,6 +453,7 @@ impl ThunderbirdRun {
             profile: copy,
             log_path,
             startup,
+            overlay_mounts: mounts,
             tmp,
         };
         if let (Some(dir), Some(token)) = (&opts.etc_thunderbird, bind_check) {
@@ -354,7 +472,31 @@ impl ThunderbirdRun {
                 );
             }
         }
+        for m in &run.overlay_mounts {
+            let path = m.point.join(OVERLAY_CHECK_FILE);
+            let seen = run
+                .execute(READ_FILE_JS, vec![json!(path.to_string_lossy())])
+                .with_context(|| {
+                    format!(
+                        "checking the overlay over {} from inside Thunderbird",
+                        m.point.display()
+                    )
+                })?;
+            if seen.as_str() != Some(m.token.as_str()) {
+                bail!(
+                    "Thunderbird does not see the files laid over {} (read {seen} from {}); \
+                     the overlay did not take effect, refusing to run without them",
+                    m.point.display(),
+                    path.display()
+                );
+            }
+        }
         Ok(run)
+    }
+
+    /// The overlay mounts of this run: which real directories got which files.
+    pub fn overlay_mounts(&self) -> &[OverlayMount] {
+        &self.overlay_mounts
     }
 
     /// Time from spawn until the Marionette chrome session was ready.
@@ -460,6 +602,7 @@ impl Drop for ThunderbirdRun {
         // `process` kills the group in its own Drop; keep the temp dir alive
         // until then by dropping it explicitly afterwards.
         self.process.terminate(Duration::from_secs(3));
+        relax_work_dirs(&self.overlay_mounts);
         drop(self.tmp.take());
     }
 }
@@ -540,8 +683,160 @@ fn prepare_etc_dir(dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// `unshare ... -- sh -c 'mount --bind "$0" /etc/thunderbird && exec "$@"' dir tb...`
-fn namespace_command(dir: &Path, tb_args: &[String]) -> Result<Command> {
+/// The regular files under `dir`, relative to it, sorted (symlinks followed).
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let here = root.join(rel);
+        let mut entries: Vec<_> = fs::read_dir(&here)
+            .with_context(|| format!("reading {}", here.display()))?
+            .collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let rel = rel.join(e.file_name());
+            let meta = fs::metadata(e.path())
+                .with_context(|| format!("reading {}", e.path().display()))?;
+            if meta.is_dir() {
+                walk(root, &rel, out)?;
+            } else if meta.is_file() {
+                out.push(rel);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, Path::new(""), &mut out)?;
+    Ok(out)
+}
+
+/// A planned overlay mount: its mount point and `(path below it, source file)` per file.
+type MountPlan = (PathBuf, Vec<(PathBuf, PathBuf)>);
+
+/// Where each file of `overlays` must be mounted: for every file, the deepest existing folder
+/// above its place in the target, symlinks resolved, is a mount point; nested mount points
+/// are folded into the outer one.
+fn plan_overlays(overlays: &[Overlay]) -> Result<Vec<MountPlan>> {
+    let mut by_point: std::collections::BTreeMap<PathBuf, Vec<(PathBuf, PathBuf)>> =
+        std::collections::BTreeMap::new();
+    for o in overlays {
+        if !o.target.is_absolute() || !o.target.is_dir() {
+            bail!(
+                "cannot lay files over {}: not an existing absolute directory",
+                o.target.display()
+            );
+        }
+        for rel in files_under(&o.files)? {
+            let logical = o.target.join(&rel);
+            let mut existing = logical
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| o.target.clone());
+            while !existing.is_dir() {
+                existing = existing
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| o.target.clone());
+            }
+            let point = fs::canonicalize(&existing)
+                .with_context(|| format!("resolving {}", existing.display()))?;
+            let below = logical
+                .strip_prefix(&existing)
+                .map(Path::to_path_buf)
+                .with_context(|| format!("placing {}", logical.display()))?;
+            by_point
+                .entry(point)
+                .or_default()
+                .push((below, o.files.join(&rel)));
+        }
+    }
+    // BTreeMap order puts a folder before the folders inside it.
+    let mut out: Vec<MountPlan> = Vec::new();
+    for (point, files) in by_point {
+        match out.iter_mut().find(|(outer, _)| point.starts_with(outer)) {
+            Some((outer, outer_files)) => {
+                let prefix = point.strip_prefix(&*outer).unwrap_or(Path::new(""));
+                outer_files.extend(files.into_iter().map(|(b, src)| (prefix.join(b), src)));
+            }
+            None => out.push((point, files)),
+        }
+    }
+    Ok(out)
+}
+
+/// Plans the overlays and fills their upper folders under `base` (copies of the files plus the
+/// check token). Nothing is mounted yet: the `unshare` wrapper does that.
+fn prepare_overlays(
+    overlays: &[Overlay],
+    base: &Path,
+    etc_bound: bool,
+) -> Result<Vec<OverlayMount>> {
+    let mut out = Vec::new();
+    for (i, (point, files)) in plan_overlays(overlays)?.into_iter().enumerate() {
+        if etc_bound && Path::new(ETC_THUNDERBIRD).starts_with(&point) {
+            bail!(
+                "an overlay over {} would hide the {ETC_THUNDERBIRD} bind mount; put those \
+                 files into the /etc/thunderbird directory instead",
+                point.display()
+            );
+        }
+        let dir = base.join(i.to_string());
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        fs::create_dir_all(&upper)?;
+        fs::create_dir_all(&work)?;
+        for p in [&point, &upper, &work] {
+            let text = p.to_string_lossy();
+            if text.contains([',', ':', '\\', '"', '\n']) {
+                bail!(
+                    "{} cannot be an overlayfs mount option (',', ':', '\\', '\"' or a line \
+                     break in it)",
+                    p.display()
+                );
+            }
+        }
+        for (below, src) in &files {
+            let dst = upper.join(below);
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::copy(src, &dst).with_context(|| format!("copying {}", src.display()))?;
+        }
+        let token = format!(
+            "postwarden-e2e overlay {i} over {} pid {} at {:?}",
+            point.display(),
+            std::process::id(),
+            std::time::SystemTime::now()
+        );
+        fs::write(upper.join(OVERLAY_CHECK_FILE), &token)?;
+        out.push(OverlayMount {
+            point,
+            files: files.into_iter().map(|(b, _)| b).collect(),
+            upper,
+            work,
+            token,
+        });
+    }
+    Ok(out)
+}
+
+/// overlayfs leaves a mode-000 folder in its work directory; make it removable again.
+fn relax_work_dirs(mounts: &[OverlayMount]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for m in mounts {
+        if let Ok(entries) = fs::read_dir(&m.work) {
+            for e in entries.flatten() {
+                let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o700));
+            }
+        }
+    }
+}
+
+/// `unshare ... -- sh -c '<mounts> && exec "$@"' postwarden-e2e <mount args> <thunderbird...>`:
+/// the bind mount of `etc` over /etc/thunderbird, then one overlayfs mount per `mounts`, all in
+/// a private mount namespace that only Thunderbird (and its children) see.
+fn namespace_command(
+    etc: Option<&Path>,
+    mounts: &[OverlayMount],
+    tb_args: &[String],
+) -> Result<Command> {
     let unshare = find_in_path("unshare").ok_or_else(|| {
         anyhow!(
             "`unshare` (util-linux) is not installed; it is needed to show Thunderbird the \
@@ -552,7 +847,30 @@ fn namespace_command(dir: &Path, tb_args: &[String]) -> Result<Command> {
     if find_in_path("mount").is_none() {
         bail!("`mount` (util-linux) is not installed; run scripts/install-test-deps.sh");
     }
-    let dir = fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let mut script = String::new();
+    let mut params: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = etc {
+        let dir = fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        params.push(dir);
+        script.push_str(&format!(
+            "mount --bind \"$1\" {ETC_THUNDERBIRD} || {{ echo \"postwarden-e2e: cannot \
+             bind-mount $1 over {ETC_THUNDERBIRD}\" >&2; exit {MOUNT_FAILED_EXIT}; }}; "
+        ));
+    }
+    for m in mounts {
+        let n = params.len();
+        let (point, upper, work) = (n + 1, n + 2, n + 3);
+        params.extend([m.point.clone(), m.upper.clone(), m.work.clone()]);
+        // Without `userxattr` first (root); with it for a user namespace on kernels that want it.
+        let opts = format!("lowerdir=${{{point}}},upperdir=${{{upper}}},workdir=${{{work}}}");
+        script.push_str(&format!(
+            "{{ mount -t overlay postwarden-e2e -o \"{opts}\" \"${{{point}}}\" 2>/dev/null || \
+             mount -t overlay postwarden-e2e -o \"{opts},userxattr\" \"${{{point}}}\"; }} || \
+             {{ echo \"postwarden-e2e: cannot mount an overlay over ${{{point}}}\" >&2; \
+             exit {OVERLAY_FAILED_EXIT}; }}; "
+        ));
+    }
+    script.push_str(&format!("shift {}; exec \"$@\"", params.len()));
     let mut cmd = Command::new(unshare);
     if !is_root() {
         cmd.args(["--user", "--map-root-user"]);
@@ -566,12 +884,9 @@ fn namespace_command(dir: &Path, tb_args: &[String]) -> Result<Command> {
         "sh",
         "-c",
     ])
-    .arg(format!(
-        "mount --bind \"$0\" {ETC_THUNDERBIRD} || {{ echo \"postwarden-e2e: cannot \
-             bind-mount $0 over {ETC_THUNDERBIRD}\" >&2; exit {MOUNT_FAILED_EXIT}; }}; \
-             exec \"$@\""
-    ))
-    .arg(dir)
+    .arg(script)
+    .arg("postwarden-e2e")
+    .args(params)
     .args(tb_args);
     Ok(cmd)
 }
@@ -588,13 +903,26 @@ fn wait_for_marionette(
     timeout: Duration,
     log_path: &Path,
     opts: &LaunchOptions,
+    mounts: &[OverlayMount],
 ) -> Result<Marionette> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = process.try_wait()? {
             let tail = log_tail(log_path, 30);
-            if opts.etc_thunderbird.is_some() {
+            if status.code() == Some(OVERLAY_FAILED_EXIT) && !mounts.is_empty() {
+                let points: Vec<String> = mounts
+                    .iter()
+                    .map(|m| m.point.display().to_string())
+                    .collect();
+                bail!(
+                    "could not mount an overlay over {} in a private mount namespace (needs \
+                     root, or unprivileged user namespaces with overlayfs, Linux 5.11 or \
+                     later); Thunderbird was not started:\n{tail}",
+                    points.join(", ")
+                );
+            }
+            if opts.etc_thunderbird.is_some() || !mounts.is_empty() {
                 if status.code() == Some(MOUNT_FAILED_EXIT) {
                     bail!(
                         "could not bind-mount {} over {ETC_THUNDERBIRD} in a private mount \
@@ -777,6 +1105,93 @@ mod tests {
             "user_pref(\"a\", 1);\nuser_pref(\"marionette.port\", 4242);\n\
              user_pref(\"remote.prefs.recommended\", false);\nuser_pref(\"x.y\", true);\n"
         );
+    }
+
+    #[test]
+    fn overlays_follow_symlinks_and_fold_nested_mount_points() {
+        let d = tempfile::tempdir().unwrap();
+        let real = fs::canonicalize(d.path()).unwrap();
+        // Debian's shape: <gre>/defaults -> ../../share/app/defaults.
+        let gre = real.join("usr/lib/app");
+        fs::create_dir_all(gre.join("sub")).unwrap();
+        fs::create_dir_all(real.join("usr/share/app/defaults/pref")).unwrap();
+        std::os::unix::fs::symlink("../../share/app/defaults", gre.join("defaults")).unwrap();
+        let files = real.join("files");
+        for rel in [
+            "mozilla.cfg",
+            "defaults/pref/autoconfig.js",
+            "distribution/policies.json",
+            "sub/x.txt",
+        ] {
+            let p = files.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, rel).unwrap();
+        }
+        fs::create_dir_all(files.join("empty")).unwrap();
+        let plan = plan_overlays(&[Overlay {
+            target: gre.clone(),
+            files: files.clone(),
+        }])
+        .unwrap();
+        let got: Vec<(PathBuf, Vec<PathBuf>)> = plan
+            .iter()
+            .map(|(p, f)| (p.clone(), f.iter().map(|(b, _)| b.clone()).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    gre.clone(),
+                    vec![
+                        PathBuf::from("distribution/policies.json"),
+                        PathBuf::from("mozilla.cfg"),
+                        PathBuf::from("sub/x.txt"),
+                    ]
+                ),
+                (
+                    real.join("usr/share/app/defaults/pref"),
+                    vec![PathBuf::from("autoconfig.js")]
+                ),
+            ]
+        );
+        let base = real.join("upper");
+        let mounts = prepare_overlays(
+            &[Overlay {
+                target: gre.clone(),
+                files,
+            }],
+            &base,
+            false,
+        )
+        .unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(
+            fs::read_to_string(mounts[0].upper.join("sub/x.txt")).unwrap(),
+            "sub/x.txt"
+        );
+        assert_eq!(
+            fs::read_to_string(mounts[1].upper.join(OVERLAY_CHECK_FILE)).unwrap(),
+            mounts[1].token
+        );
+        let err = plan_overlays(&[Overlay {
+            target: real.join("missing"),
+            files: real.join("files"),
+        }])
+        .unwrap_err();
+        assert!(err.to_string().contains("not an existing"), "{err}");
+    }
+
+    #[test]
+    fn system_root_maps_etc_and_gre() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = LaunchOptions::default().with_system_root(d.path());
+        assert_eq!((opts.etc_thunderbird, opts.gre_files), (None, None));
+        fs::create_dir_all(d.path().join("etc/thunderbird")).unwrap();
+        fs::create_dir_all(d.path().join("usr/lib/thunderbird")).unwrap();
+        let opts = LaunchOptions::default().with_system_root(d.path());
+        assert_eq!(opts.etc_thunderbird, Some(d.path().join("etc/thunderbird")));
+        assert_eq!(opts.gre_files, Some(d.path().join("usr/lib/thunderbird")));
+        assert_eq!(opts.all_overlays()[0].target, opts.gre_dir());
     }
 
     #[test]

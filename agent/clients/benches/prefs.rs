@@ -52,6 +52,7 @@ fn check_prefs(
     let accounts = read_accounts(&prefs_js);
     let layers = Layers {
         default_files: &default_files,
+        autoconfig: None,
         policy: Some(policy),
         user_js: None,
         prefs_js: &prefs_js,

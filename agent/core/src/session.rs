@@ -184,14 +184,19 @@ impl Session {
         vars: &Vars,
         caveats: &mut Vec<String>,
     ) -> Result<Option<Pass>, Loading> {
-        let store = ThunderbirdStore::load(&self.target)?;
+        // Thunderbird's own registry policies, where there is a registry (Windows; tests).
+        let registry = self.registry.as_ref().map(|open| open());
+        let store = ThunderbirdStore::load(&self.target, registry)?;
         if !store.is_set_up() {
             return Ok(None);
         }
         let mapped = tb_map::map(profile, vars, &store.views(), &store.policy_scope())
             .map_err(InputError::from)?;
         caveats.extend(tb_map::paths::platform_caveat().map(str::to_owned));
-        Ok(Some(Pass::Thunderbird { store, mapped }))
+        Ok(Some(Pass::Thunderbird {
+            store: Box::new(store),
+            mapped,
+        }))
     }
 
     fn outlook(
@@ -308,7 +313,8 @@ impl From<StoreError> for Loading {
 /// One client, loaded and mapped, ready to reconcile; or why it could not be loaded.
 enum Pass {
     Thunderbird {
-        store: ThunderbirdStore,
+        // Boxed: the system files (policies, AutoConfig, platform policies) make it large.
+        store: Box<ThunderbirdStore>,
         mapped: tb_map::Mapped,
     },
     Outlook {
@@ -474,7 +480,7 @@ impl Prepared<'_> {
             let client = pass.client();
             let result = match pass {
                 Pass::Thunderbird { mut store, mapped } => {
-                    reconcile(&mut store, run, &mapped.desired, &mapped.not_applicable)
+                    reconcile(&mut *store, run, &mapped.desired, &mapped.not_applicable)
                 }
                 Pass::Outlook { mut store, mapped } => {
                     reconcile(&mut store, run, &mapped.desired, &mapped.not_applicable)

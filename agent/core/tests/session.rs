@@ -364,3 +364,56 @@ fn held_settings_are_reported_drifted_and_left_alone() {
         "everything else was repaired"
     );
 }
+
+#[test]
+fn thunderbirds_registry_policies_are_reported_not_fought() {
+    use postwarden_registry::{KeyPath, RegValue, Registry, Root};
+    let t = Three::new();
+    // A Group Policy for Thunderbird: its `Preferences` replaces policies.json's whole
+    // `Preferences` policy (Mozilla's CombinedProvider), and it sets the check interval to 10.
+    t.registry
+        .lock()
+        .set(
+            &KeyPath::new(Root::LocalMachine, r"Software\Policies\Mozilla\Thunderbird"),
+            "Preferences",
+            &RegValue::Sz(
+                r#"{"mail.server.server1.check_time": {"Value": 10, "Status": "locked"}}"#.into(),
+            ),
+        )
+        .unwrap();
+    let policies = t.machine.policies_json();
+    for run in [RunKind::Check, RunKind::Apply] {
+        let out = t
+            .session(&[Client::Thunderbird])
+            .prepare(&baseline(), &vars())
+            .unwrap()
+            .run(run, None);
+        let f = out
+            .report
+            .findings
+            .iter()
+            .find(|f| f.setting.as_deref() == Some("mail.server.server1.check_time"))
+            .expect("the check interval is checked");
+        assert_eq!(f.status, Status::Failed, "{run:?}: {f:?}");
+        let o = f
+            .overridden_by
+            .as_ref()
+            .expect("the registry policy is named");
+        assert!(o.layer.contains("Windows registry"), "{o:?}");
+        assert!(o.location.contains(r"Mozilla\Thunderbird"), "{o:?}");
+        // Every other pref: the agent's policies.json locks would be hidden too.
+        let tls = out
+            .report
+            .findings
+            .iter()
+            .find(|f| f.setting.as_deref() == Some("mail.server.server1.socketType"))
+            .expect("TLS is checked");
+        assert_eq!(tls.status, Status::Failed, "{tls:?}");
+        assert!(tls.overridden_by.is_some(), "{tls:?}");
+    }
+    let written = fs::read_to_string(&policies).unwrap_or_default();
+    assert!(
+        !written.contains("mail.server.server1.check_time"),
+        "apply wrote a lock the registry policy hides: {written}"
+    );
+}

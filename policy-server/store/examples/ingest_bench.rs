@@ -42,6 +42,7 @@ fn batch(device: usize, n: usize, findings: usize) -> Vec<IngestItem> {
             locked: Some(true),
             reason: None,
             note: Some("set by policies.json".into()),
+            overridden_by: None,
         })
         .collect();
     let at_ms = NOW + n as i64;

@@ -14,6 +14,7 @@ pub mod logins;
 pub mod mapping;
 pub mod mimetypes;
 pub mod paths;
+pub mod platform_policies;
 pub mod policies;
 pub mod prefs;
 

@@ -2,6 +2,7 @@
 //! from, and writing repairs.
 
 pub mod discover;
+pub mod platform;
 pub mod store;
 
 pub use store::ThunderbirdStore;

@@ -30,6 +30,7 @@ use postwarden_clients::thunderbird::logins::Logins;
 use postwarden_clients::thunderbird::mapping::{Location, ProfileView};
 use postwarden_clients::thunderbird::mimetypes;
 use postwarden_clients::thunderbird::paths;
+use postwarden_clients::thunderbird::platform_policies::{combine, Combined};
 use postwarden_clients::thunderbird::policies::{json_to_pref, pref_to_json, PoliciesDoc};
 use postwarden_clients::thunderbird::prefs::{PrefValue, PrefsFile};
 use postwarden_clients::under;
@@ -37,7 +38,10 @@ use postwarden_engine::{Failure, Failures, Observation, Observed, Override, Plan
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use postwarden_registry::Registry;
+
 use super::discover::{self, Running};
+use super::platform::read_platform_policies;
 use crate::error::StoreError;
 use crate::fs::{read_bytes, read_text, sync_dir, write_atomic_with};
 use crate::journal::Journal;
@@ -121,8 +125,13 @@ impl LoadedProfile {
 pub struct SystemFiles {
     /// Where Thunderbird reads (and Postwarden writes) the policy file.
     pub policy_path: PathBuf,
-    /// The policies in force (from `policy_path`, or the fallback file when it is absent).
+    /// The policy file's content (from `policy_path`, or the fallback file when it is absent):
+    /// what the agent edits and writes back.
     pub policy: Option<PoliciesDoc>,
+    /// The policies in force: the platform's (Windows registry, macOS managed preferences)
+    /// combined with the file's the way Mozilla's policy engine does, with where each comes
+    /// from.
+    pub in_force: Combined,
     policy_mtime: Option<SystemTime>,
     pub default_files: Vec<DefaultPrefFile>,
     /// The AutoConfig file `general.config.filename` names, evaluated for this user.
@@ -134,7 +143,7 @@ pub struct SystemFiles {
 }
 
 impl SystemFiles {
-    fn read(target: &Target) -> Result<SystemFiles, StoreError> {
+    fn read(target: &Target, reg: Option<&dyn Registry>) -> Result<SystemFiles, StoreError> {
         let parse_policies = |path: &Path, text: &str| {
             PoliciesDoc::parse(&path.display().to_string(), text)
                 .map_err(|e| StoreError::corrupt(e.file, Some(e.line), Some(e.column), e.message))
@@ -170,20 +179,18 @@ impl SystemFiles {
                 let Some(text) = read_text(&path)? else {
                     continue;
                 };
-                match PrefsFile::parse(&text) {
-                    Ok(prefs) => default_files.push(DefaultPrefFile { path, prefs }),
-                    // Not ours and not written by us: a file Thunderbird itself may read with
-                    // extensions we do not model. Say so, and go on without its locks.
-                    Err(e) => tracing::warn!(
-                        file = %path.display(),
-                        line = e.line,
-                        "default-pref file not understood, its locks are not taken into account: {}",
-                        e.message
-                    ),
-                }
+                default_files.push(DefaultPrefFile {
+                    prefs: parse_default_file(&path, text),
+                    path,
+                });
             }
         }
         let (autoconfig, autoconfig_mtime) = read_autoconfig(target, &default_files)?;
+        let platform = read_platform_policies(target, reg)?;
+        let in_force = combine(platform.as_ref(), policy.as_ref());
+        for note in &in_force.notes {
+            tracing::warn!("Thunderbird policies: {note}");
+        }
         let mime_extensions = if cfg!(target_os = "linux") {
             let path = under(&target.system_root, "etc/mime.types");
             Some(
@@ -199,11 +206,61 @@ impl SystemFiles {
             policy_path,
             policy,
             policy_mtime,
+            in_force,
             default_files,
             autoconfig,
             autoconfig_mtime,
         })
     }
+}
+
+/// Reads a default-pref file the way libpref does: a statement it cannot parse is lost up to
+/// the next `;`, and the rest of the file still counts (measured: a lock after a syntax error
+/// holds). The lost statements keep their lines blank, so lines stay right.
+fn parse_default_file(path: &Path, text: String) -> PrefsFile {
+    let mut text = text;
+    // Each round blanks one more non-blank piece; at most one per `;`, and the tail.
+    for _ in 0..text.matches(';').count() + 2 {
+        let e = match PrefsFile::parse(&text) {
+            Ok(prefs) => return prefs,
+            Err(e) => e,
+        };
+        tracing::warn!(
+            file = %path.display(),
+            line = e.line,
+            column = e.column,
+            "default-pref statement not understood, skipped up to the next ';' as Thunderbird \
+             does: {}",
+            e.message
+        );
+        let at = byte_offset(&text, e.line, e.column);
+        let start = text[..at].rfind(';').map_or(0, |i| i + 1);
+        let end = text[at..].find(';').map_or(text.len(), |i| at + i + 1);
+        let blank: String = text[start..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        if text[start..end].trim().is_empty() {
+            break;
+        }
+        text.replace_range(start..end, &blank);
+    }
+    PrefsFile::parse("").expect("empty prefs parse")
+}
+
+/// The byte offset of a 1-based line and column (in characters).
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    text[line_start..]
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| line_start + i)
 }
 
 /// The file nsReadConfig refuses to run (Mozilla's block list).
@@ -437,9 +494,10 @@ fn set_or_remove(prefs: &mut PrefsFile, name: &str, value: Option<&PrefValue>) {
 }
 
 /// The Thunderbird side of the engine's [`Store`].
-#[derive(Debug)]
 pub struct ThunderbirdStore {
     target: Target,
+    /// Where Thunderbird's registry policies are read (Windows; a `MemRegistry` in tests).
+    registry: Option<Box<dyn Registry + Send>>,
     dirs: Vec<PathBuf>,
     pub system: SystemFiles,
     pub profiles: Vec<LoadedProfile>,
@@ -450,14 +508,33 @@ pub struct ThunderbirdStore {
     stale: bool,
 }
 
+impl std::fmt::Debug for ThunderbirdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThunderbirdStore")
+            .field("target", &self.target)
+            .field("registry", &self.registry.is_some())
+            .field("dirs", &self.dirs)
+            .field("system", &self.system)
+            .field("profiles", &self.profiles)
+            .field("stale", &self.stale)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ThunderbirdStore {
-    /// Finds every Thunderbird profile of the user and reads all files the backend needs.
-    pub fn load(target: &Target) -> Result<ThunderbirdStore, StoreError> {
+    /// Finds every Thunderbird profile of the user and reads all files the backend needs;
+    /// Thunderbird's registry policies from `registry` (Windows, or an in-memory one in tests).
+    pub fn load(
+        target: &Target,
+        registry: Option<Box<dyn Registry + Send>>,
+    ) -> Result<ThunderbirdStore, StoreError> {
         let dirs = discover::find_profiles(&target.home)?;
+        let system = SystemFiles::read(target, registry.as_deref().map(|r| r as &dyn Registry))?;
         let mut store = ThunderbirdStore {
             target: target.clone(),
+            registry,
             dirs,
-            system: SystemFiles::read(target)?,
+            system,
             profiles: Vec::new(),
             user_mime: None,
             user_mime_extensions: BTreeSet::new(),
@@ -473,7 +550,10 @@ impl ThunderbirdStore {
     }
 
     fn refresh(&mut self) -> Result<(), StoreError> {
-        self.system = SystemFiles::read(&self.target)?;
+        self.system = SystemFiles::read(
+            &self.target,
+            self.registry.as_deref().map(|r| r as &dyn Registry),
+        )?;
         self.read_user_mime()?;
         self.profiles = self
             .dirs
@@ -539,12 +619,28 @@ impl ThunderbirdStore {
         changed.is_some_and(|t| t > run.since)
     }
 
+    /// The platform policy (Windows registry, macOS managed preferences) that decides `name`,
+    /// or that hides the `policies.json` policy the agent would lock it with.
+    fn platform_override(&self, name: &str, source: &Source) -> Option<Override> {
+        let c = &self.system.in_force;
+        let origin = match source {
+            Source::PolicyLegacy | Source::PolicyLocked | Source::PolicyUser => {
+                c.origins.pref(name)
+            }
+            Source::PolicyNamed(policy) => c.origins.policy(policy),
+            _ => None,
+        };
+        origin
+            .or_else(|| c.hides("Preferences"))
+            .map(|o| o.to_override())
+    }
+
     /// Every layer that decides a pref of profile `p`.
     fn layers<'a>(&'a self, p: &'a LoadedProfile) -> Layers<'a> {
         Layers {
             default_files: &self.system.default_files,
             autoconfig: self.system.autoconfig.as_ref(),
-            policy: self.system.policy.as_ref(),
+            policy: self.system.in_force.doc.as_ref(),
             user_js: p.user_js.as_ref(),
             prefs_js: &p.prefs_js,
         }
@@ -563,7 +659,8 @@ impl ThunderbirdStore {
                         to_value(r.value.clone())
                     },
                     locked: r.locked,
-                    overridden_by: override_of(&r.source),
+                    overridden_by: override_of(&r.source)
+                        .or_else(|| self.platform_override(name, &r.source)),
                 }
             }
             Location::StoredPasswords { profile } => {
@@ -584,7 +681,13 @@ impl ThunderbirdStore {
                 })
             }
             Location::Handler { ext } => {
-                let value = match self.system.policy.as_ref().and_then(|p| p.handler(ext)) {
+                let value = match self
+                    .system
+                    .in_force
+                    .doc
+                    .as_ref()
+                    .and_then(|p| p.handler(ext))
+                {
                     None => Value::Absent,
                     Some(_) if !self.knows_type(ext) => Value::Text(format!(
                         "ignored: Thunderbird knows no MIME type for .{ext}"
@@ -865,5 +968,28 @@ impl ThunderbirdStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_default_pref_statement_is_skipped_up_to_the_next_semicolon() {
+        let text = "pref(\"a\", 1);\nthis is no pref;\npref(\"b\", 2, locked);\npref(\"c\", \n";
+        let prefs = parse_default_file(Path::new("/etc/thunderbird/pref/x.js"), text.into());
+        let names: Vec<(&str, usize, bool)> = prefs
+            .entries()
+            .iter()
+            .map(|e| (e.name.as_str(), e.line, e.locked))
+            .collect();
+        // As Thunderbird: the broken statement is lost, the lock after it holds, lines stay.
+        assert_eq!(names, [("a", 1, false), ("b", 3, true)]);
+        assert!(parse_default_file(Path::new("x.js"), ";;;(((".into())
+            .entries()
+            .is_empty());
+        assert_eq!(byte_offset("ab\ncdé\nf", 2, 3), 5);
+        assert_eq!(byte_offset("ab\ncdé\nf", 3, 1), 8);
     }
 }
