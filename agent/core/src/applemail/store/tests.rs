@@ -137,11 +137,259 @@ fn forced_values_are_locked_and_not_fought() {
     assert_eq!(poll.locked, Some(true));
     let fetch = status_of(&apply, "com.apple.mail AutoFetch");
     assert_eq!(fetch.status, Status::Failed);
-    assert!(fetch
+    let by = fetch.overridden_by.as_ref().unwrap();
+    assert_eq!(
+        by.layer,
+        "macOS managed preferences (configuration profile)"
+    );
+    assert!(by.fix.contains("configuration profile"), "{}", by.fix);
+}
+
+/// A managed plist as the profile system writes it: `pairs` at the top level.
+fn write_managed(
+    dir: &Path,
+    user: Option<&str>,
+    domain: Domain,
+    pairs: &[(&str, Plist)],
+) -> PathBuf {
+    let mut folder = dir.join("root/Library/Managed Preferences");
+    if let Some(user) = user {
+        folder = folder.join(user);
+    }
+    fs::create_dir_all(&folder).unwrap();
+    let path = folder.join(format!("{}.plist", domain.name()));
+    let doc = PlistDoc {
+        root: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        format: Format::Binary,
+    };
+    fs::write(&path, doc.to_binary()).unwrap();
+    path
+}
+
+fn user_plist(home: &Path, domain: Domain) -> plist::Dictionary {
+    PlistDoc::parse(&fs::read(home.join(domain.home_path())).unwrap())
+        .unwrap()
+        .root
+}
+
+#[test]
+fn forced_for_the_computer_fails_naming_the_file_and_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home(dir.path());
+    let path = write_managed(
+        dir.path(),
+        None,
+        Domain::Mail,
+        &[("PollTime", Plist::Integer(5.into()))],
+    );
+    let before = fs::read(&path).unwrap();
+    let mut store = load(dir.path(), &home, Channel::Files);
+    for run_kind in [RunKind::Check, RunKind::Apply] {
+        let findings = run(&mut store, run_kind);
+        let poll = status_of(&findings, "com.apple.mail PollTime");
+        assert_eq!(poll.status, Status::Failed, "{run_kind:?}");
+        assert_eq!(poll.actual, serde_json::json!(5));
+        assert_eq!(poll.locked, Some(true));
+        let by = poll.overridden_by.as_ref().unwrap();
+        assert_eq!(by.layer, MANAGED_LAYER);
+        assert_eq!(by.location, format!("{}, key \"PollTime\"", path.display()));
+        assert_eq!(by.evidence, "PollTime = 5 (forced)");
+        assert!(
+            by.fix.contains("for every user of this computer"),
+            "{}",
+            by.fix
+        );
+        // The lock is what the profile holds: settings-locked is met.
+        let lock = findings
+            .iter()
+            .find(|f| {
+                f.control == "settings-locked"
+                    && f.setting.as_deref() == Some("com.apple.mail PollTime")
+            })
+            .unwrap();
+        assert_eq!(lock.status, Status::Compliant);
+    }
+    // Not written: the user's own value is still there (hidden), the managed file untouched,
+    // and the other settings of the domain were repaired.
+    let mail = user_plist(&home, Domain::Mail);
+    assert_eq!(mail.get("PollTime"), Some(&Plist::String("-1".into())));
+    assert_eq!(
+        mail.get("DisableInlineAttachmentViewing"),
+        Some(&Plist::Boolean(true))
+    );
+    assert_eq!(fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn forced_for_the_user_is_compliant_when_right_and_failed_when_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home(dir.path());
+    let path = write_managed(
+        dir.path(),
+        Some("alice"),
+        Domain::MailShared,
+        &[("DisableURLLoading", Plist::Boolean(true))],
+    );
+    write_managed(
+        dir.path(),
+        Some("alice"),
+        Domain::LaunchServices,
+        &[("LSQuarantine", Plist::Boolean(false))],
+    );
+    let mut store = load(dir.path(), &home, Channel::Files);
+    let apply = run(&mut store, RunKind::Apply);
+    let url = status_of(&apply, "com.apple.mail-shared DisableURLLoading");
+    assert_eq!(url.status, Status::Compliant);
+    let by = url.overridden_by.as_ref().unwrap();
+    assert_eq!(
+        by.location,
+        format!("{}, key \"DisableURLLoading\"", path.display())
+    );
+    assert!(by.fix.contains("for this user"), "{}", by.fix);
+    let quarantine = status_of(&apply, "com.apple.LaunchServices LSQuarantine");
+    assert_eq!(quarantine.status, Status::Failed);
+    assert_eq!(quarantine.actual, serde_json::json!(false));
+    assert!(quarantine
         .reason
         .as_deref()
         .unwrap()
-        .contains("configuration profile"));
+        .contains("does not fight it"));
+    assert_eq!(
+        user_plist(&home, Domain::MailShared).get("DisableURLLoading"),
+        Some(&Plist::Boolean(false)),
+        "the user's (hidden) value is left as it was"
+    );
+}
+
+/// Both layers force the same key: the user's wins, the computer's is not consulted.
+#[test]
+fn the_users_forced_value_beats_the_computers() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home(dir.path());
+    write_managed(
+        dir.path(),
+        None,
+        Domain::Mail,
+        &[
+            ("PollTime", Plist::Integer(5.into())),
+            ("DisableInlineAttachmentViewing", Plist::Boolean(true)),
+        ],
+    );
+    let user = write_managed(
+        dir.path(),
+        Some("alice"),
+        Domain::Mail,
+        &[
+            ("PollTime", Plist::Integer(30.into())),
+            (
+                "PayloadIdentifier",
+                Plist::String("org.example.mail.prefs".into()),
+            ),
+            ("PayloadDisplayName", Plist::String("Mail".into())),
+            (
+                "PayloadUUID",
+                Plist::String("83C9F6E8-EF4B-4974-B83B-B2E7FE79B75C".into()),
+            ),
+        ],
+    );
+    let mut store = load(dir.path(), &home, Channel::Files);
+    let check = run(&mut store, RunKind::Check);
+    let poll = status_of(&check, "com.apple.mail PollTime");
+    assert_eq!(poll.status, Status::Compliant);
+    let by = poll.overridden_by.as_ref().unwrap();
+    assert!(
+        by.location.starts_with(&user.display().to_string()),
+        "{}",
+        by.location
+    );
+    assert!(
+        by.fix.contains("payload org.example.mail.prefs (\"Mail\")"),
+        "{}",
+        by.fix
+    );
+    // A key only the computer forces still comes from the computer's file.
+    let inline = status_of(&check, "com.apple.mail DisableInlineAttachmentViewing");
+    assert_eq!(inline.status, Status::Compliant);
+    assert!(inline
+        .overridden_by
+        .as_ref()
+        .unwrap()
+        .fix
+        .contains("every user"));
+    // Payload metadata is not a preference.
+    let ids = store
+        .forced
+        .values()
+        .flatten()
+        .filter(|f| f.values.contains_key("PayloadUUID"))
+        .count();
+    assert_eq!(ids, 0);
+}
+
+/// A forced dictionary decides the whole key: the user's own entries are hidden.
+#[test]
+fn a_forced_dictionary_hides_the_users_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home(dir.path());
+    write_managed(
+        dir.path(),
+        None,
+        Domain::Mail,
+        &[(
+            "UserHeaders",
+            Plist::Dictionary(
+                [("X-Other".to_owned(), Plist::String("x".into()))]
+                    .into_iter()
+                    .collect(),
+            ),
+        )],
+    );
+    let mut store = load(dir.path(), &home, Channel::Files);
+    let apply = run(&mut store, RunKind::Apply);
+    let reply = status_of(&apply, "com.apple.mail UserHeaders → Reply-To");
+    assert_eq!(reply.status, Status::Failed);
+    assert_eq!(reply.actual, serde_json::Value::Null);
+    let by = reply.overridden_by.as_ref().unwrap();
+    assert_eq!(
+        by.evidence,
+        "UserHeaders is forced to {\"X-Other\": \"x\"} without \"Reply-To\""
+    );
+    assert!(
+        user_plist(&home, Domain::Mail).get("UserHeaders").is_none(),
+        "not written"
+    );
+}
+
+/// Set-once settings land in the user's own domain: afterwards they are the user's values,
+/// checked and repaired like any other, and nothing reports them as a managed layer.
+#[test]
+fn set_once_values_are_ordinary_user_values_and_are_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home(dir.path());
+    // What the profile system leaves after applying `Set-Once` {PollTime: 5, AutoFetch: false}.
+    let path = home.join(Domain::Mail.home_path());
+    let mut doc = PlistDoc::parse(&fs::read(&path).unwrap()).unwrap();
+    doc.root.insert("PollTime".into(), Plist::Integer(5.into()));
+    doc.root.insert("AutoFetch".into(), Plist::Boolean(false));
+    fs::write(&path, doc.to_binary()).unwrap();
+    let mut store = load(dir.path(), &home, Channel::Files);
+    let check = run(&mut store, RunKind::Check);
+    let poll = status_of(&check, "com.apple.mail PollTime");
+    assert_eq!(poll.status, Status::Drifted);
+    assert_eq!(poll.overridden_by, None);
+    assert_eq!(poll.locked, Some(false));
+    let apply = run(&mut store, RunKind::Apply);
+    for setting in ["com.apple.mail PollTime", "com.apple.mail AutoFetch"] {
+        let f = status_of(&apply, setting);
+        assert_eq!(f.status, Status::Repaired, "{setting}");
+        assert_eq!(f.overridden_by, None);
+    }
+    let mail = user_plist(&home, Domain::Mail);
+    assert_eq!(mail.get("PollTime"), Some(&Plist::Integer(30.into())));
+    assert_eq!(mail.get("AutoFetch"), Some(&Plist::Boolean(true)));
 }
 
 #[test]
