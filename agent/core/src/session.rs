@@ -222,8 +222,10 @@ impl Session {
             scope_root: self.target.scope_root(&state),
             dir: state,
         };
-        let store = OutlookStore::load(registry, hive, journal, running)?;
+        let mut store = OutlookStore::load(registry, hive, journal, running)?
+            .with_group_policy(&outlook::GroupPolicyPlace::of(&self.target))?;
         let mapped = outlook_map::map(profile, vars, &store.view()).map_err(InputError::from)?;
+        store.expect(&mapped.desired);
         caveats.push(OUTLOOK_CAVEAT.to_owned());
         Ok(Some(Pass::Outlook { store, mapped }))
     }

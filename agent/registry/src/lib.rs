@@ -18,6 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod mem;
+pub mod pol;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod process;

@@ -2,9 +2,13 @@
 //! through the narrow [`Registry`] trait (the real registry on Windows, an in-memory one in
 //! tests).
 //!
-//! - Policy values are effective as Microsoft 365 Cloud Policy, then group policy, resolve them:
-//!   a Cloud Policy value wins and cannot be overridden here, so a repair against it fails with
-//!   the reason instead of fighting the Office service.
+//! - Policy values are resolved across every registry layer, highest first: Microsoft 365 Cloud
+//!   Policy, machine policy (HKLM, or a GPO's Computer Configuration), a GPO's User
+//!   Configuration, then the user's own policy key, the only one the agent writes
+//!   ([`postwarden_clients::outlook::layers`]). A value another layer decides carries that layer
+//!   as the observation's `overridden_by` (evidence and the administrator's fix): the engine
+//!   never plans a write for it, and reports it `failed` when it is not what the profile wants.
+//!   Group Policy objects are read from their `Registry.pol` files ([`super::group_policy`]).
 //! - User-writable values (accounts, Outlook's own settings) count as locked while the policy
 //!   that takes away Outlook's UI for them is 1.
 //! - Every value is journaled before its first change, so `restore` puts it back.
@@ -14,17 +18,19 @@
 //!   reported after `apply` is what the registry holds.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use postwarden_clients::outlook::accounts::{self, Account};
+use postwarden_clients::outlook::layers::{override_of, Decider, Readings, Want};
 use postwarden_clients::outlook::mapping::{
     Form, Location, View, DISALLOW_ATTACHMENT_CUSTOMIZATION, MODIFY_ACCOUNTS, OUTLOOK_POLICIES,
     OUTLOOK_PREFERENCES,
 };
-use postwarden_engine::{Failures, Observation, Observed, Plan, Store, Value};
-use postwarden_registry::{KeyPath, RegError, RegValue, Registry};
+use postwarden_engine::{Desired, Expect, Failures, Observation, Observed, Plan, Store, Value};
+use postwarden_registry::{KeyPath, RegError, RegValue, Registry, Root};
 
+use super::group_policy::{GroupPolicy, GroupPolicyPlace};
 use crate::error::StoreError;
 use crate::journal::Journal;
 
@@ -47,6 +53,10 @@ pub struct OutlookStore {
     written: BTreeSet<Location>,
     /// During one observation pass: each key's values, read once (by lower-cased name).
     pass: RefCell<Option<BTreeMap<KeyPath, BTreeMap<String, RegValue>>>>,
+    /// The Group Policy objects that may set policy values.
+    group_policy: GroupPolicy,
+    /// What the profile wants of each policy value, for the fixes findings name.
+    wants: HashMap<Location, Expect>,
     pub accounts: Vec<Account>,
 }
 
@@ -56,6 +66,7 @@ impl std::fmt::Debug for OutlookStore {
             .field("hive", &self.hive)
             .field("journal_dir", &self.journal_dir)
             .field("outlook_running", &self.outlook_running)
+            .field("group_policy", &self.group_policy.files())
             .field("accounts", &self.accounts)
             .finish_non_exhaustive()
     }
@@ -89,8 +100,30 @@ impl OutlookStore {
             outlook_running,
             written: BTreeSet::new(),
             pass: RefCell::new(None),
+            group_policy: GroupPolicy::none(),
+            wants: HashMap::new(),
             accounts,
         })
+    }
+
+    /// Reads the Group Policy objects that may set this user's policy values (their
+    /// `Registry.pol` files under `place`, and the Group Policy histories). Without this, only
+    /// the registry's layers are seen.
+    pub fn with_group_policy(mut self, place: &GroupPolicyPlace) -> Result<Self, StoreError> {
+        self.group_policy = GroupPolicy::load(place, &*self.reg, &self.hive)?;
+        Ok(self)
+    }
+
+    /// Tells the store what the profile wants of each setting, so that a finding's fix can say
+    /// which value an administrator should set in the layer that overrides it.
+    pub fn expect(&mut self, desired: &[Desired<Location>]) {
+        for d in desired {
+            if d.location.form.is_policy() && d.expect != Expect::Locked {
+                self.wants
+                    .entry(d.location.clone())
+                    .or_insert_with(|| d.expect.clone());
+            }
+        }
     }
 
     pub fn hive_label(&self) -> &str {
@@ -126,14 +159,30 @@ impl OutlookStore {
         Ok(cache[key].get(&name.to_ascii_lowercase()).cloned())
     }
 
-    /// The effective value of a policy: Cloud Policy first, then group policy.
-    fn policy_value(&self, location: &Location) -> Result<(Option<RegValue>, bool), RegError> {
-        if let Some(cloud) = location.cloud_twin() {
-            if let Some(v) = self.get(&self.key(&cloud), &location.name)? {
-                return Ok((Some(v), true));
-            }
-        }
-        Ok((self.get(&self.key(&location.key), &location.name)?, false))
+    /// Every layer's reading of a policy value.
+    fn readings(&self, location: &Location) -> Result<Readings, RegError> {
+        let name = &location.name;
+        let cloud = match location.cloud_twin() {
+            Some(cloud) => self.get(&self.key(&cloud), name)?,
+            None => None,
+        };
+        Ok(Readings {
+            cloud,
+            machine_gpo: self.group_policy.machine_value(&location.key, name),
+            machine: self.get(&KeyPath::new(Root::LocalMachine, &location.key), name)?,
+            user_gpo: self.group_policy.user_value(&location.key, name),
+            user: self.get(&self.key(&location.key), name)?,
+        })
+    }
+
+    /// The effective value of a policy, the layer that decides it, and every layer's reading.
+    fn policy_value(
+        &self,
+        location: &Location,
+    ) -> Result<(Option<RegValue>, Decider, Readings), RegError> {
+        let readings = self.readings(location)?;
+        let (value, decider) = readings.decide();
+        Ok((value, decider, readings))
     }
 
     fn guard_of(form: Form) -> Option<(&'static str, &'static str)> {
@@ -159,18 +208,44 @@ impl OutlookStore {
     }
 
     fn observe_one(&self, location: &Location) -> Result<Observation, RegError> {
-        let (raw, locked) = if location.form.is_policy() {
-            let (v, _) = self.policy_value(location)?;
-            let present = v.is_some();
-            (v, present)
-        } else {
-            let locked = match Self::guard_of(location.form).map(Self::guard_location) {
-                Some(g) => self.policy_value(&g)?.0 == Some(RegValue::Dword(1)),
-                None => false,
-            };
-            (self.get(&self.key(&location.key), &location.name)?, locked)
+        if location.form.is_policy() {
+            let (raw, decider, readings) = self.policy_value(location)?;
+            let locked = raw.is_some();
+            let value = Self::value_of(location.form, raw);
+            let want = self.wants.get(location).and_then(|expect| {
+                let met = expect.is_met(&Observation::new(value.clone()));
+                Want::describe(expect, met)
+            });
+            let overridden_by = override_of(
+                &decider,
+                location,
+                &self.hive_label,
+                &readings,
+                want.as_ref(),
+            );
+            return Ok(Observation {
+                value,
+                locked,
+                stale: self.outlook_running && self.written.contains(location),
+                overridden_by,
+            });
+        }
+        let locked = match Self::guard_of(location.form).map(Self::guard_location) {
+            Some(g) => self.policy_value(&g)?.0 == Some(RegValue::Dword(1)),
+            None => false,
         };
-        let value = match (location.form, raw) {
+        let raw = self.get(&self.key(&location.key), &location.name)?;
+        Ok(Observation {
+            value: Self::value_of(location.form, raw),
+            locked,
+            stale: self.outlook_running && self.written.contains(location),
+            overridden_by: None,
+        })
+    }
+
+    /// A registry value as the engine compares it.
+    fn value_of(form: Form, raw: Option<RegValue>) -> Value {
+        match (form, raw) {
             (_, None) => Value::Absent,
             (Form::PolicyDword | Form::AccountDword, Some(RegValue::Dword(v))) => {
                 Value::Int(i64::from(v))
@@ -186,13 +261,7 @@ impl OutlookStore {
             }
             // A value of the wrong type: Outlook ignores it; show what is there.
             (_, Some(v)) => Value::Text(v.to_string()),
-        };
-        Ok(Observation {
-            value,
-            locked,
-            stale: self.outlook_running && self.written.contains(location),
-            overridden_by: None,
-        })
+        }
     }
 
     /// The registry data that makes `value` effective at `location`.
@@ -251,8 +320,10 @@ impl OutlookStore {
         }
     }
 
-    /// Why a policy value cannot be written: Microsoft 365 Cloud Policy holds another value.
-    fn held_by_cloud(
+    /// Why a policy value cannot be written: a layer the agent does not own decides it, with
+    /// another value. (The engine plans no write for a value such a layer decides; this holds
+    /// the store's own writes, the UI locks, to the same rule.)
+    fn held_by(
         &self,
         location: &Location,
         data: Option<&RegValue>,
@@ -260,19 +331,26 @@ impl OutlookStore {
         if !location.form.is_policy() {
             return Ok(None);
         }
-        let (effective, from_cloud) = self.policy_value(location)?;
-        if !from_cloud || effective.as_ref() == data {
+        let (effective, decider, readings) = self.policy_value(location)?;
+        if decider.is_agents() || effective.as_ref() == data {
             return Ok(None);
         }
-        Ok(Some(format!(
-            "held by Microsoft 365 Cloud Policy ({}\\{} \"{}\" = {}), which overrides \
-             group policy and is rewritten by the Office service; change it in the \
-             Microsoft 365 Apps admin center",
-            self.hive_label(),
-            location.cloud_twin().unwrap_or_default(),
-            location.name,
-            effective.map_or("(not set)".to_owned(), |v| v.to_string())
-        )))
+        let want = Want {
+            text: data.map(|v| match v {
+                RegValue::Dword(d) => format!("{d} (REG_DWORD)"),
+                RegValue::Sz(s) => format!("{s:?} (REG_SZ)"),
+                other => other.to_string(),
+            }),
+            met: false,
+        };
+        Ok(
+            override_of(&decider, location, &self.hive_label, &readings, Some(&want)).map(|o| {
+                format!(
+                    "held by {} at {}: {}; fix: {}",
+                    o.layer, o.location, o.evidence, o.fix
+                )
+            }),
+        )
     }
 }
 
@@ -315,10 +393,10 @@ impl Store for OutlookStore {
                 }
             }
         }
-        // 2. What Cloud Policy holds is reported, not fought.
+        // 2. What another layer decides is reported, not fought.
         let mut refused: BTreeMap<Location, String> = BTreeMap::new();
         for (location, data) in &writes {
-            if let Some(why) = self.held_by_cloud(location, data.as_ref())? {
+            if let Some(why) = self.held_by(location, data.as_ref())? {
                 refused.insert(location.clone(), why);
             }
         }
