@@ -394,6 +394,10 @@ mod tests {
         // A file that is not a property list names itself.
         fs::write(&managed_user, b"<plist><dict><key>x</key></plist>").unwrap();
         let err = read_macos_policies(&t).unwrap_err().to_string();
-        assert!(err.contains("alice/org.mozilla.thunderbird.plist"), "{err}");
+        assert!(
+            err.replace('\\', "/")
+                .contains("alice/org.mozilla.thunderbird.plist"),
+            "{err}"
+        );
     }
 }
