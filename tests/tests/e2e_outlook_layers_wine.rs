@@ -264,3 +264,95 @@ fn cloud_policy_is_reported_the_same_way() {
         Some(&RegValue::Dword(1))
     );
 }
+
+/// Thunderbird's own registry policy (what its ADMX templates write through Group Policy), read
+/// by the agent's Windows build from Wine's registry: its `Preferences` replaces policies.json's
+/// whole `Preferences` policy (Mozilla's CombinedProvider), so the setting it decides, and every
+/// lock the agent would put in policies.json, is reported with the key, and `apply` writes no
+/// such lock.
+#[test]
+fn thunderbirds_registry_policy_is_read_from_wines_registry_and_reported() {
+    let prefix = WinePrefix::new().unwrap_or_else(|e| panic!("{e:#}"));
+    let fixture = postwarden_test_support::fixture::data("thunderbird/noncompliant");
+    let (home_win, home) = prefix.c_file("alice");
+    let root = home.join("AppData/Roaming/Thunderbird");
+    let profile = root.join("k3x9qv2p.default-default");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::copy(fixture.join("profiles.ini"), root.join("profiles.ini")).unwrap();
+    std::fs::copy(fixture.join("prefs.js"), profile.join("prefs.js")).unwrap();
+    prefix
+        .reg_add(
+            r"HKLM\Software\Policies\Mozilla\Thunderbird",
+            "Preferences",
+            // Multi-string: Mozilla's GPO parser reads it as JSON (a plain string would be
+            // refused by Thunderbird's schema, yet still hide policies.json's Preferences).
+            "REG_MULTI_SZ",
+            r#"{"mail.server.server1.check_time": {"Value": 10, "Status": "locked"}}"#,
+        )
+        .unwrap();
+    let args = |cmd: &'static str| {
+        vec![
+            cmd,
+            "--profile",
+            "builtin:bsi-m5.57",
+            "--var",
+            "user.email=alice@example.org",
+            "--client",
+            "thunderbird",
+            "--home",
+            home_win.as_str(),
+            "--system-root",
+            r"C:\",
+            "--format",
+            "json",
+        ]
+    };
+    for cmd in ["check", "apply"] {
+        let out = prefix.agent(&args(cmd)).unwrap();
+        let report: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{cmd}: not a JSON report ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let finding = |setting: &str| {
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["setting"] == setting && f["control"] != "settings-locked")
+                .unwrap_or_else(|| panic!("{cmd}: no finding for {setting}: {report}"))
+                .clone()
+        };
+        let f = finding("mail.server.server1.check_time");
+        assert_eq!(f["status"], "failed", "{cmd}: {f}");
+        assert_eq!(
+            f["actual"], 10,
+            "{cmd}: the registry's value is what Thunderbird uses: {f}"
+        );
+        let layer = f["overridden_by"]["layer"].as_str().unwrap_or_default();
+        assert!(layer.contains("Windows registry"), "{cmd}: {f}");
+        let location = f["overridden_by"]["location"].as_str().unwrap_or_default();
+        assert!(location.contains(r"Mozilla\Thunderbird"), "{cmd}: {f}");
+        let tls = finding("mail.server.server1.socketType");
+        assert_eq!(tls["status"], "failed", "{cmd}: {tls}");
+        assert!(tls["overridden_by"].is_object(), "{cmd}: {tls}");
+    }
+    let policies = prefix
+        .path()
+        .join("drive_c/Program Files/Mozilla Thunderbird/distribution/policies.json");
+    let written = std::fs::read_to_string(&policies).unwrap_or_default();
+    assert!(
+        !written.contains("mail.server.server1.check_time"),
+        "apply wrote a lock the registry policy hides: {written}"
+    );
+    assert_eq!(
+        prefix
+            .reg_query(r"HKLM\Software\Policies\Mozilla\Thunderbird", "Preferences")
+            .unwrap()
+            .map(|(_, data)| data.contains("\"Value\": 10")),
+        Some(true),
+        "the registry policy is left as it was"
+    );
+}

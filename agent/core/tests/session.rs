@@ -376,9 +376,9 @@ fn thunderbirds_registry_policies_are_reported_not_fought() {
         .set(
             &KeyPath::new(Root::LocalMachine, r"Software\Policies\Mozilla\Thunderbird"),
             "Preferences",
-            &RegValue::Sz(
+            &RegValue::MultiSz(vec![
                 r#"{"mail.server.server1.check_time": {"Value": 10, "Status": "locked"}}"#.into(),
-            ),
+            ]),
         )
         .unwrap();
     let policies = t.machine.policies_json();
@@ -395,6 +395,11 @@ fn thunderbirds_registry_policies_are_reported_not_fought() {
             .find(|f| f.setting.as_deref() == Some("mail.server.server1.check_time"))
             .expect("the check interval is checked");
         assert_eq!(f.status, Status::Failed, "{run:?}: {f:?}");
+        assert_eq!(
+            f.actual,
+            serde_json::json!(10),
+            "the registry's value is in force"
+        );
         let o = f
             .overridden_by
             .as_ref()
