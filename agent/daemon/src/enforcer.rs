@@ -346,6 +346,11 @@ impl Enforcer {
             self.registry_watch = Some(watch);
         }
         drop(me);
+        // The folders too, before the first pass: a change made right after it (even while it
+        // finishes) is seen, not left to the periodic check (CI caught that race).
+        for u in 0..self.users.len() {
+            self.rewatch(u);
+        }
         self.full(PassKind::Policy);
         let mut next_full = Instant::now() + self.config.full_check;
         // user → when its debounced pass is due.
