@@ -321,7 +321,9 @@ fn utf16z(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn decode_utf16(data: &[u8]) -> String {
+/// UTF-16LE bytes as the registry stores strings (an odd last byte is dropped, unpaired
+/// surrogates become U+FFFD).
+pub fn decode_utf16(data: &[u8]) -> String {
     let units: Vec<u16> = data
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))

@@ -343,14 +343,6 @@ fn reg_type(v: &RegValue) -> u32 {
     v.type_code()
 }
 
-fn decode_utf16(data: &[u8]) -> String {
-    let units: Vec<u16> = data
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    String::from_utf16_lossy(&units)
-}
-
 /// `WinRegistry::Key::GetValueAsString` on the stored bytes: the last UTF-16 unit is dropped as
 /// the terminator it should be, then one more NUL if the data ended in two. `None`: an odd
 /// number of bytes, which `readStringValue` refuses (it throws).
@@ -361,7 +353,9 @@ fn stored_string(data: &[u8]) -> Option<String> {
     if !data.len().is_multiple_of(2) {
         return None;
     }
-    let mut s: Vec<char> = decode_utf16(&data[..data.len() - 2]).chars().collect();
+    let mut s: Vec<char> = postwarden_registry::decode_utf16(&data[..data.len() - 2])
+        .chars()
+        .collect();
     if s.last() == Some(&'\0') {
         s.pop();
     }
