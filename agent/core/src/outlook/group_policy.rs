@@ -98,10 +98,10 @@ fn join(base: &Path, parts: &[&str]) -> PathBuf {
     p
 }
 
-/// The subdirectories of `dir` (name, path), sorted by name; none if it does not exist.
-fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+/// The entries of `dir` (name, path, is a folder); none if it does not exist.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>, StoreError> {
+    let listing = match fs::read_dir(dir) {
+        Ok(listing) => listing,
         Err(e)
             if matches!(
                 e.kind(),
@@ -113,15 +113,25 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
         Err(e) => return Err(StoreError::read(dir, e)),
     };
     let mut out = Vec::new();
-    for entry in entries {
+    for entry in listing {
         let entry = entry.map_err(|e| StoreError::read(dir, e))?;
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            out.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                entry.path(),
-            ));
-        }
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+            is_dir,
+        ));
     }
+    Ok(out)
+}
+
+/// The subdirectories of `dir` (name, path), sorted by name; none if it does not exist.
+fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
+    let mut out: Vec<(String, PathBuf)> = entries(dir)?
+        .into_iter()
+        .filter(|(_, _, is_dir)| *is_dir)
+        .map(|(name, path, _)| (name, path))
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -129,29 +139,10 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, StoreError> {
 /// The entry of `dir` named `name` without regard to ASCII case (Windows file names), spelled
 /// as the directory spells it.
 fn child(dir: &Path, name: &str) -> Result<Option<PathBuf>, StoreError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(StoreError::read(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::read(dir, e))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .eq_ignore_ascii_case(name)
-        {
-            return Ok(Some(entry.path()));
-        }
-    }
-    Ok(None)
+    Ok(entries(dir)?
+        .into_iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, path, _)| path))
 }
 
 /// Reads and parses a `Registry.pol`; `None` if it does not exist.
