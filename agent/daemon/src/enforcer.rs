@@ -843,9 +843,16 @@ impl WatchSet {
                     .push((*user, names.clone()));
             }
         }
-        let mut current = self.table.write().unwrap_or_else(|p| p.into_inner());
-        let old: HashSet<PathBuf> = current.keys().cloned().collect();
         let new: HashSet<PathBuf> = table.keys().cloned().collect();
+        // The table is swapped first and the lock released before (un)watching: notify's
+        // `watch` waits for its event loop, which may be inside the callback waiting for this
+        // lock (a deadlock that froze the service after its first pass).
+        let old: HashSet<PathBuf> = {
+            let mut current = self.table.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *current, table)
+                .into_keys()
+                .collect()
+        };
         for dir in old.difference(&new) {
             let _ = self.watcher.unwatch(dir);
         }
@@ -854,7 +861,6 @@ impl WatchSet {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder");
             }
         }
-        *current = table;
     }
 }
 
@@ -872,6 +878,54 @@ fn relevant(kind: &EventKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// notify's `watch` waits for its event loop, which runs our callback: changing the watches
+    /// while events arrive must not hold what the callback waits for (a deadlock froze the
+    /// service after its first pass in CI).
+    #[test]
+    fn watches_change_while_events_arrive() {
+        let busy = tempfile::tempdir().unwrap();
+        let extra = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut set = WatchSet::new(tx).unwrap();
+        let only = |name: &str| Names::Only(vec![name.into()]);
+        let busy_point = (busy.path().to_path_buf(), only("prefs.js"));
+        set.set_user(0, vec![busy_point.clone()]);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (dir, stop) = (busy.path().to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::write(dir.join("prefs.js"), b"x").unwrap();
+                }
+            })
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let changer = std::thread::spawn(move || {
+            for i in 0..200 {
+                let mut points = vec![busy_point.clone()];
+                if i % 2 == 0 {
+                    points.push((extra.path().to_path_buf(), only("user.js")));
+                }
+                set.set_user(0, points);
+            }
+            let _ = done_tx.send(());
+            set
+        });
+        let finished = done_rx.recv_timeout(Duration::from_secs(30));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(
+            finished.is_ok(),
+            "changing the watches deadlocked with the watcher's callback"
+        );
+        drop(changer.join().unwrap());
+        assert!(
+            rx.try_iter()
+                .any(|c| matches!(c, Cmd::Changed { users, .. } if users == [0])),
+            "expected the busy folder's changes to be seen"
+        );
+    }
 
     #[test]
     fn nul_characters_become_replacement_characters_before_queueing() {
