@@ -29,6 +29,11 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v dbus-daemon >/dev/null 2>&1 || need_apt+=(dbus-daemon)
 command -v dbus-send >/dev/null 2>&1 || need_apt+=(dbus-bin)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+# The dashboard's tests drive a real headless Chromium (Debian `chromium`, through the DevTools
+# protocol); the audit report's PDF is read back by an independent extractor (poppler's
+# pdftotext).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v pdftotext >/dev/null 2>&1 || need_apt+=(poppler-utils)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
@@ -51,5 +56,8 @@ fi
 # Independent JWS verifiers for the postwarden-wire tests.
 python3 -c 'import joserfc, cryptography' 2>/dev/null ||
   python3 -m pip install --quiet 'joserfc>=1.0' 'cryptography>=42'
+# A real Prometheus parser reads the server's /metrics (OpenMetrics text).
+python3 -c 'import prometheus_client' 2>/dev/null ||
+  python3 -m pip install --quiet 'prometheus_client>=0.20'
 
 bash "$(dirname "$0")/windows.sh" deps

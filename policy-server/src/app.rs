@@ -37,6 +37,14 @@ pub struct Limits {
     pub admin_failures_per_minute: u32,
     /// The longest long-poll (`?wait=`) a device may ask for.
     pub max_wait: Duration,
+    /// Raw reports and events older than this are deleted once their days are rolled up.
+    pub retention: Duration,
+    /// How often the history task rolls up completed days and applies the retention.
+    pub rollup_every: Duration,
+    /// A dashboard session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A dashboard session ends this long after login, used or not.
+    pub session_max: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +55,10 @@ impl Default for Limits {
             enroll_per_minute: 60,
             admin_failures_per_minute: 10,
             max_wait: Duration::from_secs(300),
+            retention: Duration::from_secs(400 * 24 * 3600),
+            rollup_every: Duration::from_secs(10 * 60),
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -76,7 +88,13 @@ pub struct App {
     pub signing: SigningKey,
     pub jwk: Jwk,
     pub limits: Limits,
+    /// This process's counters for `/metrics`.
+    pub counters: crate::api::metrics::Counters,
+    /// Who the server's reports are for (the audit report's title block; `--organisation`).
+    pub organisation: String,
     changes: watch::Receiver<u64>,
+    /// Bumped when this process stores reports, events or notices (live dashboards).
+    data: watch::Sender<u64>,
     shutdown: watch::Receiver<bool>,
     devices: Mutex<HashMap<String, Cached<DeviceAuth>>>,
     bundles: Mutex<HashMap<String, Cached<Arc<SignedBundle>>>>,
@@ -144,13 +162,39 @@ impl App {
             enroll_limiter: RateLimiter::keyed(per_minute(limits.enroll_per_minute)),
             admin_fail_limiter: RateLimiter::keyed(per_minute(limits.admin_failures_per_minute)),
             limits,
+            counters: Default::default(),
+            organisation: crate::report::default_organisation(),
             changes,
+            data: watch::Sender::new(0),
             shutdown,
             devices: Mutex::default(),
             bundles: Mutex::default(),
             heartbeats: Mutex::default(),
             admin_blocked: Mutex::default(),
         }
+    }
+
+    /// The organisation the reports name (default: this machine's host name).
+    pub fn with_organisation(mut self, organisation: String) -> App {
+        self.organisation = organisation;
+        self
+    }
+
+    /// Says that this process stored new findings or events (wakes live dashboards; other
+    /// replicas' dashboards see it at their next periodic refresh).
+    pub fn data_changed(&self) {
+        self.data.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Follows [`App::data_changed`].
+    pub fn data_changes(&self) -> watch::Receiver<u64> {
+        self.data.subscribe()
+    }
+
+    /// What a live page compares: the configuration generation and this process's data
+    /// generation.
+    pub fn live_generation(&self) -> String {
+        format!("{}.{}", self.generation(), *self.data.borrow())
     }
 
     pub fn stale_after_ms(&self) -> i64 {
@@ -298,10 +342,18 @@ impl App {
 
     /// The device's current signed bundle. Computed from the database when the cache is of an
     /// older generation; the serial advances (compare-and-set, safe across replicas) exactly
-    /// when the content changed.
-    pub async fn bundle(&self, device: &str) -> ApiResult<Arc<SignedBundle>> {
+    /// when the content changed. `reads_preview`: the agent reads a staged rollout's preview
+    /// (`postwarden-features: preview`); which version a device gets during a rollout, and
+    /// whether a preview goes with it, is `crate::rollout::bundle_profile`'s decision.
+    pub async fn bundle(&self, device: &str, reads_preview: bool) -> ApiResult<Arc<SignedBundle>> {
         let generation = self.generation();
-        if let Some(hit) = self.bundles.lock().expect("lock").get(device) {
+        // Agents that read previews and agents that do not get different content.
+        let key = if reads_preview {
+            format!("{device}\npreview")
+        } else {
+            device.to_owned()
+        };
+        if let Some(hit) = self.bundles.lock().expect("lock").get(&key) {
             if hit.generation == generation {
                 return Ok(hit.value.clone());
             }
@@ -312,15 +364,16 @@ impl App {
             let Some(src) = self.store.bundle_source(device).await? else {
                 return Err(ApiError::not_found("the device has no bundle (retired?)"));
             };
-            let version = u32::try_from(src.profile_version)
-                .map_err(|_| ApiError::internal("reading the profile version", "out of range"))?;
+            let (version, toml, preview) =
+                crate::rollout::bundle_profile(device, &src, reads_preview)?;
             let content = BundleContent {
                 device,
                 profile_id: &src.profile_id,
                 profile_version: version,
-                profile_toml: &src.profile_toml,
+                profile_toml: toml,
                 users: &src.users,
                 variables: &src.variables,
+                preview,
             };
             let fp = fingerprint(&content);
             let (serial, stored_fp, issued_ms) = if src.fingerprint.as_deref() == Some(&fp) {
@@ -347,7 +400,7 @@ impl App {
                 cache.clear();
             }
             cache.insert(
-                device.to_owned(),
+                key,
                 Cached {
                     generation,
                     value: signed.clone(),

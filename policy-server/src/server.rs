@@ -26,6 +26,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Database connections of this process.
     pub pool_size: u32,
+    /// Who the reports are for (the audit report's title block).
+    pub organisation: String,
 }
 
 /// The database URL: the one given, or the data directory's SQLite file.
@@ -74,8 +76,13 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     let url = database_url(&options.data_dir, options.database_url.as_deref());
     let store = open_store(&url, options.pool_size).await?;
     let (stop, shutdown) = watch::channel(false);
-    let app = Arc::new(App::new(store, signing, options.limits.clone(), shutdown));
-    let router = crate::api::router(app.clone());
+    let app = Arc::new(
+        App::new(store, signing, options.limits.clone(), shutdown)
+            .with_organisation(options.organisation.clone()),
+    );
+    let api = crate::api::router(app.clone());
+    let router = api.clone().merge(crate::web::router(app.clone(), api));
+    let router = router.merge(crate::report::router().with_state(app.clone()));
     let tcp = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("listening on {}", options.listen))?;
@@ -89,6 +96,12 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
         }
     };
     let writer = tokio::spawn(heartbeat_writer(app.clone(), Duration::from_secs(2)));
+    // Daily rollups and retention. Stopped at shutdown: a day is written in one transaction,
+    // so one cut short is simply rolled up again by the next start.
+    let history = tokio::spawn(crate::api::history::history_task(app.clone()));
+    // Staged rollouts: automatic promotion after the soak time, the periodic halt check.
+    // Every decision is a compare-and-set, so replicas running it side by side decide once.
+    let rollouts = tokio::spawn(crate::rollout::rollout_task(app.clone()));
     let scheme = if identity.is_some() { "https" } else { "http" };
     let public_url = format!("{scheme}://{host}:{}", local.port());
     let pin = identity.as_ref().map(|i| i.pin.clone());
@@ -133,6 +146,8 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
                 .await?;
         }
     }
+    history.abort();
+    rollouts.abort();
     writer.await.ok();
     Ok(())
 }

@@ -103,6 +103,7 @@ fn event_item(user: &str, control: &str) -> BatchItem {
                 changed_by: None,
                 note: None,
                 merged: None,
+                detected_at: None,
             },
         },
     }

@@ -28,6 +28,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/devices/{id}"),
     ("get", "/api/v1/compliance/summary"),
     ("get", "/api/v1/compliance/controls/{control}"),
+    ("get", "/api/v1/compliance/history"),
+    ("get", "/api/v1/compliance/time-to-repair"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/audit-log"),
     ("post", "/api/v1/enroll"),
@@ -35,6 +37,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/signing-key"),
     ("post", "/api/v1/users"),
     ("post", "/api/v1/reports"),
+    ("get", "/metrics"),
+    ("post", "/api/v1/rollouts"),
+    ("get", "/api/v1/rollouts"),
+    ("get", "/api/v1/rollouts/{id}"),
+    ("post", "/api/v1/rollouts/{id}/promote"),
+    ("post", "/api/v1/rollouts/{id}/halt"),
+    ("post", "/api/v1/rollouts/{id}/rollback"),
 ];
 
 #[tokio::test]

@@ -45,6 +45,10 @@ pub struct Policy {
     pub serial: Option<u64>,
     /// `bundle` or the profile file's name.
     pub source: String,
+    /// A staged rollout's candidate version (the bundle's `preview`): after every full pass it
+    /// is checked in audit mode for each user, nothing written, and its report queued as a
+    /// `preview` item whenever it differs from the last one sent.
+    pub preview: Option<Arc<Profile>>,
 }
 
 impl Policy {
@@ -58,10 +62,12 @@ impl Policy {
 pub enum Cmd {
     /// A new policy (a verified bundle): release contested settings, enforce it everywhere.
     Policy(Arc<Policy>),
-    /// Something changed in a watched place of these users (`path`, if one is known).
+    /// Something changed in a watched place of these users (`path`, if one is known), seen
+    /// by the watcher `at` (the drift events of the pass say so: `detected_at`).
     Changed {
         users: Vec<usize>,
         path: Option<PathBuf>,
+        at: OffsetDateTime,
     },
     /// The watcher may have missed events: check every user.
     Rescan,
@@ -173,6 +179,14 @@ impl Outbox for LogOutbox {
                 BatchItemKind::Notice { notice } => {
                     tracing::warn!(kind = notice.kind.as_str(), detail = %notice.detail, "notice")
                 }
+                BatchItemKind::Preview { report, user } => tracing::info!(
+                    user = %user,
+                    profile = %report.profile.id,
+                    version = report.profile.version,
+                    drifted = report.count(Status::Drifted),
+                    failed = report.count(Status::Failed),
+                    "preview evaluated"
+                ),
             }
         }
     }
@@ -236,6 +250,11 @@ pub struct Enforcer {
     recheck: BTreeMap<usize, Instant>,
     /// Where to send the list of managed users when it grows (the server is told).
     users_tx: Option<tokio::sync::mpsc::UnboundedSender<Vec<String>>>,
+    /// Per user, the earliest change seen since its last pass (through the debounce): the
+    /// `detected_at` of the next pass's events.
+    changed_at: BTreeMap<usize, OffsetDateTime>,
+    /// Per user, the bundle serial and findings of the last preview report queued.
+    previewed: HashMap<usize, (Option<u64>, Vec<Finding>)>,
 }
 
 /// How often a user with a finding pending a client's restart is checked again. Thunderbird's
@@ -285,6 +304,8 @@ impl Enforcer {
             registry_watch: None,
             recheck: BTreeMap::new(),
             users_tx: None,
+            changed_at: BTreeMap::new(),
+            previewed: HashMap::new(),
         }
     }
 
@@ -389,11 +410,17 @@ impl Enforcer {
                     self.full(PassKind::Drift);
                     next_full = Instant::now() + self.config.full_check;
                 }
-                Some(Cmd::Changed { users, path }) => {
+                Some(Cmd::Changed {
+                    users,
+                    path,
+                    at: seen,
+                }) => {
                     tracing::debug!(path = ?path, users = ?users, "change seen");
                     let at = Instant::now() + self.config.debounce;
                     for u in users {
                         due.entry(u).or_insert(at);
+                        let first = self.changed_at.entry(u).or_insert(seen);
+                        *first = (*first).min(seen);
                     }
                 }
                 None => {}
@@ -452,11 +479,67 @@ impl Enforcer {
             .any(|t| t <= now)
     }
 
-    /// Every user, in turn.
+    /// Every user, in turn; then, per user, the bundle's preview if it has one.
     fn full(&mut self, kind: PassKind) {
         for u in 0..self.users.len() {
             self.pass(u, kind);
+            self.preview(u);
         }
+    }
+
+    /// Checks the policy's preview (a candidate version) for user `u` in audit mode: a `check`
+    /// run, which never writes, whatever the candidate's modes. Its report is queued as a
+    /// `preview` item when it differs from the last one sent for this user and bundle.
+    pub fn preview(&mut self, u: usize) {
+        let Some(policy) = self.policy.clone() else {
+            return;
+        };
+        let Some(candidate) = policy.preview.clone() else {
+            self.previewed.remove(&u);
+            return;
+        };
+        let user = self.users[u].clone();
+        let now = OffsetDateTime::now_utc();
+        let outcome = user
+            .target(&self.config.system_root)
+            .map_err(|e| e.to_string())
+            .and_then(|target| {
+                Session::new(target, &self.config.clients).map_err(|e| e.to_string())
+            })
+            .and_then(|session| {
+                session
+                    .prepare(&candidate, policy.vars_for(&user.name))
+                    .map_err(|e| e.to_string())
+            })
+            .map(|prepared| prepared.run(RunKind::Check, Some(rfc3339(now))));
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(message) => {
+                tracing::warn!(user = %user.name, profile = %candidate.id,
+                    version = %candidate.version, error = %message,
+                    "cannot evaluate the preview for this user");
+                return;
+            }
+        };
+        let seen = (policy.serial, outcome.report.findings.clone());
+        if self.previewed.get(&u) == Some(&seen) {
+            return;
+        }
+        tracing::info!(user = %user.name, profile = %candidate.id, version = %candidate.version,
+            drifted = outcome.report.count(Status::Drifted),
+            failed = outcome.report.count(Status::Failed), "preview evaluated (audit mode)");
+        self.outbox.push(vec![Entry {
+            key: format!("preview/{}", user.name),
+            item: BatchItem {
+                id: Uuid::new_v4(),
+                at: now,
+                kind: BatchItemKind::Preview {
+                    report: outcome.report,
+                    user: user.name.clone(),
+                },
+            },
+        }]);
+        self.previewed.insert(u, seen);
     }
 
     /// One user: check and repair every client, queue what changed, tell the user.
@@ -465,6 +548,9 @@ impl Enforcer {
             return;
         };
         let now = OffsetDateTime::now_utc();
+        // What this pass finds was noticed at the earliest change seen since the last pass, or
+        // now (a periodic or policy pass looks without being told).
+        let detected_at = self.changed_at.remove(&u).map_or(now, |seen| seen.min(now));
         let user = self.users[u].clone();
         let started = Instant::now();
         let outcome = match self.prepare_and_run(&user, &policy, u, now) {
@@ -496,8 +582,14 @@ impl Enforcer {
             tracing::warn!(user = %user.name, client = p.client.display_name(), error = %p.error,
                 "client could not be checked or repaired");
         }
+        // The run has read its repairs back: the events' time, so that `at - detected_at` is
+        // the time from the change to its verified repair.
+        let verified = OffsetDateTime::now_utc();
         let mut tracked =
             self.tracks[u].track(&user.name, kind, &outcome.report.findings, now, &changed_by);
+        for event in &mut tracked.events {
+            event.detected_at = Some(detected_at);
+        }
         let elapsed = started.elapsed();
         let repaired = outcome.report.count(Status::Repaired);
         if repaired > 0 || !tracked.events.is_empty() {
@@ -526,7 +618,7 @@ impl Enforcer {
             entries.push(Entry {
                 item: BatchItem {
                     id: Uuid::new_v4(),
-                    at: now,
+                    at: verified,
                     kind: BatchItemKind::Event { event },
                 },
                 key,
@@ -818,6 +910,7 @@ impl WatchSet {
                     send(Cmd::Changed {
                         users,
                         path: Some(path.clone()),
+                        at: OffsetDateTime::now_utc(),
                     });
                 }
             }
@@ -927,6 +1020,108 @@ mod tests {
         );
     }
 
+    /// Issue 12: a drift event says when its change was noticed (`detected_at`: the earliest
+    /// change seen since the user's last pass, else the pass's start) and is timed when the
+    /// pass had read its repair back, so the server's time to repair is `at - detected_at`.
+    #[test]
+    fn drift_events_say_when_the_change_was_noticed() {
+        struct Collect(Arc<Mutex<Vec<Entry>>>);
+        impl Outbox for Collect {
+            fn push(&mut self, entries: Vec<Entry>) {
+                self.0.lock().unwrap().extend(entries);
+            }
+        }
+        let machine = postwarden_test_support::fixture::Machine::empty().with_thunderbird();
+        let state = tempfile::tempdir().unwrap();
+        let policy = Arc::new(Policy {
+            profile: postwarden_test_support::baseline(),
+            vars: BTreeMap::new(),
+            default_vars: postwarden_test_support::vars(),
+            serial: None,
+            source: "test".into(),
+            preview: None,
+        });
+        let config = EnforcerConfig {
+            system_root: machine.root.clone(),
+            clients: vec![Client::Thunderbird],
+            full_check: Duration::from_secs(900),
+            debounce: Duration::from_millis(10),
+            watch: false,
+            mode: "standalone",
+            contest_limit: 10,
+            discover: false,
+        };
+        let users = vec![LocalUser {
+            name: "alice".into(),
+            home: machine.home.clone(),
+            sid: None,
+        }];
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut enforcer = Enforcer::new(
+            config,
+            users,
+            Some(policy),
+            Box::new(Collect(sent.clone())),
+            None,
+            StateDir::new(state.path().to_path_buf()),
+        );
+        enforcer.pass(0, PassKind::Policy);
+        let prefs = machine.thunderbird_profile().join("prefs.js");
+        let drift = || {
+            // A script un-manages Thunderbird: the value in prefs.js and the policy file.
+            let text = std::fs::read_to_string(&prefs).unwrap();
+            let set = "user_pref(\"mail.server.server1.check_time\", 30);";
+            assert!(text.contains(set), "the first pass set it: {text}");
+            std::fs::write(&prefs, text.replace(set, &set.replace("30", "5"))).unwrap();
+            std::fs::remove_file(machine.policies_json()).unwrap();
+        };
+        let events = |sent: &Arc<Mutex<Vec<Entry>>>| -> Vec<(OffsetDateTime, DriftEvent)> {
+            sent.lock()
+                .unwrap()
+                .drain(..)
+                .filter_map(|e| match e.item.kind {
+                    BatchItemKind::Event { event } => Some((e.item.at, event)),
+                    _ => None,
+                })
+                .collect()
+        };
+        sent.lock().unwrap().clear();
+
+        // Changes seen by the watcher: the earliest one is when the drift was noticed.
+        drift();
+        let first = OffsetDateTime::now_utc() - time::Duration::seconds(2);
+        for seen in [first + time::Duration::seconds(1), first] {
+            let earliest = enforcer.changed_at.entry(0).or_insert(seen);
+            *earliest = (*earliest).min(seen);
+        }
+        enforcer.pass(0, PassKind::Drift);
+        let repaired = events(&sent);
+        assert!(
+            repaired.iter().any(|(_, e)| e.repaired),
+            "the drift was repaired: {repaired:?}"
+        );
+        for (at, e) in &repaired {
+            assert_eq!(e.detected_at, Some(first), "{e:?}");
+            assert!(*at - first >= time::Duration::seconds(2), "at {at}");
+        }
+        assert!(enforcer.changed_at.is_empty(), "the pass took the change");
+
+        // Found by a periodic check: noticed when that pass started.
+        drift();
+        let before = OffsetDateTime::now_utc();
+        enforcer.pass(0, PassKind::Drift);
+        let after = OffsetDateTime::now_utc();
+        let repaired = events(&sent);
+        assert!(repaired.iter().any(|(_, e)| e.repaired), "{repaired:?}");
+        for (at, e) in &repaired {
+            let detected = e.detected_at.expect("always set by the agent");
+            assert!(
+                before <= detected && detected <= *at && *at <= after,
+                "{e:?} at {at}"
+            );
+        }
+    }
+
     #[test]
     fn nul_characters_become_replacement_characters_before_queueing() {
         let item = notice(
@@ -1006,6 +1201,7 @@ mod registry_watch {
                                 let cmd = Cmd::Changed {
                                     users: vec![u],
                                     path: None,
+                                    at: OffsetDateTime::now_utc(),
                                 };
                                 if cmds.send(cmd).is_err() {
                                     break;

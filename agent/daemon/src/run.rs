@@ -137,6 +137,7 @@ async fn run_async(
                 default_vars: vars.clone(),
                 serial: None,
                 source: profile.source.clone(),
+                preview: None,
             });
             let enforcer = Enforcer::new(
                 config,
@@ -357,15 +358,26 @@ async fn wait_for_stop(stop: Option<mpsc::Receiver<()>>) {
     }
 }
 
-/// The policy of a verified bundle: its profile parsed, each user's variables.
+/// The policy of a verified bundle: its profile parsed, each user's variables, and its
+/// preview's profile. A preview that does not parse is logged and left out: the bundle's own
+/// profile is what the agent enforces, and it stays in force.
 pub fn policy_of(payload: &BundlePayload) -> Result<Policy, String> {
     let profile = payload.profile().map_err(|e| e.to_string())?;
+    let preview = match payload.preview_profile() {
+        None => None,
+        Some(Ok(candidate)) => Some(Arc::new(candidate)),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "the bundle's preview does not parse; it is not evaluated");
+            None
+        }
+    };
     Ok(Policy {
         profile,
         vars: payload.variables.clone(),
         default_vars: Vars::new(),
         serial: Some(payload.serial),
         source: "bundle".to_owned(),
+        preview,
     })
 }
 

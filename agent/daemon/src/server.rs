@@ -6,7 +6,7 @@ use std::time::Duration;
 use postwarden_wire::bundle::{verify_bundle, BundleError};
 use postwarden_wire::v1::{
     BatchResponse, BundlePayload, EnrollRequest, EnrollResponse, Problem, ReportBatch, Secret,
-    UsersUpdate, ENROLL_PATH, REPORTS_PATH, USERS_PATH,
+    UsersUpdate, ENROLL_PATH, FEATURES_HEADER, FEATURE_PREVIEW, REPORTS_PATH, USERS_PATH,
 };
 use postwarden_wire::Jwk;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
@@ -142,10 +142,13 @@ impl Api {
             &self.base,
             &format!("{BUNDLE_PATH}?wait={}", wait.as_secs()),
         );
+        // This agent reads a staged rollout's preview (a server that does not know the
+        // header ignores it; one that does sends the preview to agents that name it only).
         let mut request = self
             .http
             .get(&url)
             .header(AUTHORIZATION, self.auth())
+            .header(FEATURES_HEADER, FEATURE_PREVIEW)
             .timeout(wait + Duration::from_secs(30));
         if let Some(serial) = have {
             request = request.header(IF_NONE_MATCH, format!("\"{serial}\""));
@@ -258,7 +261,9 @@ pub fn verify(
     let payload = verify_bundle(compact, key, device, cached.map(|c| c.serial))?;
     if let Some(c) = cached {
         if payload.serial == c.serial
-            && (payload.profile != c.profile || payload.variables != c.variables)
+            && (payload.profile != c.profile
+                || payload.variables != c.variables
+                || payload.preview != c.preview)
         {
             return Err(Refusal::SameSerialOtherContent {
                 serial: payload.serial,

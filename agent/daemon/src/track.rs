@@ -214,6 +214,8 @@ impl UserTrack {
                     _ => f.reason.clone().or_else(|| f.note.clone()),
                 },
                 merged: None,
+                // Set by the enforcer, which knows when the change was noticed.
+                detected_at: None,
             };
             if let Some(skey) = SettingKey::of(f) {
                 if self.contested.contains_key(&skey) {

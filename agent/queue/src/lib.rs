@@ -156,7 +156,8 @@ impl Entry {
     /// - a report: `report`, the user (a user's newer full report supersedes the older);
     /// - an event: `event`, client, user, scope, target, control, setting (or empty): the same
     ///   setting of the same user's client;
-    /// - a notice: `notice`, its id (notices never fold anyway).
+    /// - a notice: `notice`, its id (notices never fold anyway);
+    /// - a preview: `preview`, the user (a user's newer preview supersedes the older).
     pub fn derived_key(item: &BatchItem) -> String {
         derived_key(item)
     }
@@ -177,6 +178,7 @@ pub(crate) fn derived_key(item: &BatchItem) -> String {
         ]
         .join(SEP),
         BatchItemKind::Notice { .. } => ["notice", &item.id.to_string()].join(SEP),
+        BatchItemKind::Preview { user, .. } => ["preview", user.as_str()].join(SEP),
     }
 }
 
@@ -513,6 +515,9 @@ impl Kind {
             BatchItemKind::Report { .. } => Kind::Report,
             BatchItemKind::Event { .. } => Kind::Event,
             BatchItemKind::Notice { .. } => Kind::Notice,
+            // A user's newer preview supersedes the older, as a newer report does; its key
+            // (`preview`, user) keeps it apart from the reports.
+            BatchItemKind::Preview { .. } => Kind::Report,
         }
     }
 

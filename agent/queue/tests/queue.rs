@@ -566,6 +566,7 @@ fn only_items_of_the_same_kind_fold() {
             BatchItemKind::Report { .. } => "report",
             BatchItemKind::Event { .. } => "event",
             BatchItemKind::Notice { .. } => "notice",
+            BatchItemKind::Preview { .. } => "preview",
         })
         .collect();
     assert_eq!(kinds, vec!["notice", "notice", "notice"]);

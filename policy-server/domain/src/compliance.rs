@@ -116,6 +116,13 @@ impl ControlCounts {
             (counted > 0).then(|| (self.compliant as f64 * 1000.0 / counted as f64).round() / 10.0);
     }
 
+    /// The counts with `compliance_percent` computed from them (for counts added up elsewhere,
+    /// such as the days of several groups).
+    pub fn with_percent(mut self) -> ControlCounts {
+        self.finish();
+        self
+    }
+
     /// Devices counted for this control.
     pub fn total(&self) -> u64 {
         self.compliant

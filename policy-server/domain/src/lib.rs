@@ -3,8 +3,9 @@
 //!
 //! - [`names`]: the rules for every name a client sends (groups, profile ids, token names, user
 //!   keys, variable names, device ids), bounded, with the offending field named.
-//! - [`secret`]: the format of tokens and credentials (prefixed `pwa_`/`pwe_`/`pwd_`, 256 random
-//!   bits supplied by the caller), the hash the database stores, and short ids (`dev_…`).
+//! - [`secret`]: the format of tokens and credentials (prefixed `pwa_`/`pwe_`/`pwd_`/`pwm_`,
+//!   256 random bits supplied by the caller), the hash the database stores, and short ids
+//!   (`dev_…`).
 //! - [`body`]: strict JSON request bodies; errors name line, column and field path, also inside
 //!   internally tagged items.
 //! - [`csv`]: per-user variables from CSV (all rows or none, every error located) and CSV
@@ -13,6 +14,15 @@
 //! - [`compliance`]: the fleet arithmetic: worst status per device and control, stale devices
 //!   never compliant.
 //! - [`bundle`]: what a device's bundle is made of, its fingerprint and its payload.
+//! - [`history`]: compliance per day (a replay of the reports by the live summary's rules),
+//!   time to repair (nearest-rank p50/p95 per control and client), what retention may delete.
+//! - [`metrics`]: the OpenMetrics text of `/metrics`.
+//! - [`audit`]: the audit report of the fleet, a group or a device at a moment: areas with ✓/✗
+//!   and figures, a conclusion from the data, recommendations by priority, what the clients
+//!   cannot enforce, and the failing devices with their evidence.
+//! - [`rollout`]: staged rollouts: ring membership from a hash of the device id, the ring
+//!   schedule, what each device is served, promotion after a soak, the halt decision, and the
+//!   impact preview of a candidate version.
 //!
 //! # Invariants
 //! - **Pure**: no I/O, clock, randomness, environment, threads or async (`clippy.toml` bans the
@@ -29,11 +39,15 @@
 //! - **Contracts are pinned by tests**: the JSON of diffs, summaries and bundle payloads, and
 //!   the fingerprint encoding (stored with each device's serial: changing it bumps every serial).
 
+pub mod audit;
 pub mod body;
 pub mod bundle;
 pub mod compliance;
 pub mod csv;
 pub mod diff;
+pub mod history;
+pub mod metrics;
 pub mod names;
+pub mod rollout;
 pub mod secret;
 mod text;

@@ -18,22 +18,26 @@ pub enum SecretKind {
     Enrollment,
     /// A device's credential (`pwd_`).
     Device,
+    /// A metrics scraper's token (`pwm_`): reads `/metrics` and nothing else.
+    Metrics,
 }
 
 impl SecretKind {
     /// Every kind.
-    pub const ALL: [SecretKind; 3] = [
+    pub const ALL: [SecretKind; 4] = [
         SecretKind::Admin,
         SecretKind::Enrollment,
         SecretKind::Device,
+        SecretKind::Metrics,
     ];
 
-    /// The prefix that starts every secret of this kind (`pwa_`, `pwe_`, `pwd_`).
+    /// The prefix that starts every secret of this kind (`pwa_`, `pwe_`, `pwd_`, `pwm_`).
     pub fn prefix(self) -> &'static str {
         match self {
             SecretKind::Admin => "pwa_",
             SecretKind::Enrollment => "pwe_",
             SecretKind::Device => "pwd_",
+            SecretKind::Metrics => "pwm_",
         }
     }
 }
@@ -100,6 +104,15 @@ mod tests {
         assert!(well_formed(SecretKind::Device, &t));
         assert!(!well_formed(SecretKind::Admin, &t), "kinds do not mix");
         assert!(!well_formed(SecretKind::Enrollment, &t), "kinds do not mix");
+        assert!(!well_formed(SecretKind::Metrics, &t), "kinds do not mix");
+        // A metrics token is no admin token, and no admin token is a metrics token.
+        let m = format(SecretKind::Metrics, [7; 32]);
+        assert!(m.starts_with("pwm_") && well_formed(SecretKind::Metrics, &m));
+        assert!(!well_formed(SecretKind::Admin, &m));
+        assert!(!well_formed(
+            SecretKind::Metrics,
+            &format(SecretKind::Admin, [7; 32])
+        ));
         assert!(!well_formed(SecretKind::Device, &t[..t.len() - 1]));
         assert!(!well_formed(SecretKind::Device, &format!("{t}x")));
         assert_eq!(

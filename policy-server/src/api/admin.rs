@@ -51,7 +51,7 @@ fn audit<'a>(
 }
 
 /// A CSV header row.
-fn columns(names: &[&str]) -> Vec<String> {
+pub fn columns(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
 
@@ -665,32 +665,114 @@ pub async fn post_user_variables_csv(
 
 // --- devices -------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     /// Only devices of this group.
-    group: Option<String>,
+    pub group: Option<String>,
     /// Only devices with this overall status: `compliant`, `non_compliant`, `pending_restart`,
     /// `not_applicable`, `error`, `stale`, or `unreported` (never reported).
-    status: Option<String>,
+    pub status: Option<String>,
+    /// Only devices whose id, host name or a user contains this text (case-insensitive).
+    pub q: Option<String>,
+    /// Only devices whose operating system starts with this text (case-insensitive).
+    pub os: Option<String>,
+    /// Only devices running this agent version.
+    pub agent_version: Option<String>,
+    /// Only devices whose newest report was checked against this profile version (`id:N`).
+    pub profile_version: Option<String>,
+    /// `true`: only stale devices; `false`: only fresh ones.
+    pub stale: Option<bool>,
+}
+
+/// The longest search text or filter value.
+const MAX_FILTER_LEN: usize = 200;
+
+impl DeviceQuery {
+    /// Checks every filter, naming the field of the first bad one.
+    pub fn check(&self) -> ApiResult<()> {
+        if let Some(g) = &self.group {
+            name(NameKind::Group, "group", g)?;
+        }
+        if let Some(s) = &self.status {
+            if Bucket::parse(s).is_none() && s != UNREPORTED {
+                let names: Vec<&str> = Bucket::ALL.iter().map(|b| b.as_str()).collect();
+                return Err(ApiError::param(
+                    "status",
+                    format!("must be one of {}, {UNREPORTED}", names.join(", ")),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("q", &self.q),
+            ("os", &self.os),
+            ("agent_version", &self.agent_version),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_FILTER_LEN) {
+                return Err(ApiError::param(
+                    field,
+                    format!("at most {MAX_FILTER_LEN} bytes"),
+                ));
+            }
+        }
+        if let Some(p) = &self.profile_version {
+            self.profile_filter().ok_or_else(|| {
+                ApiError::param("profile_version", format!("{p:?} is not `id:N`"))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn profile_filter(&self) -> Option<(&str, i64)> {
+        let (id, v) = self.profile_version.as_deref()?.rsplit_once(':')?;
+        Some((id, v.parse().ok()?))
+    }
+
+    /// Whether a device passes every filter but the group (the store query takes that one).
+    pub fn keeps(&self, v: &DeviceView<'_>) -> bool {
+        let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(needle);
+        let r = &v.row;
+        self.status.as_ref().is_none_or(|s| v.status() == s)
+            && self.stale.is_none_or(|s| v.stale == s)
+            && self.q.as_ref().is_none_or(|q| {
+                let q = q.to_lowercase();
+                contains(&r.id, &q)
+                    || contains(&r.hostname, &q)
+                    || r.users.iter().any(|u| contains(u, &q))
+            })
+            && self
+                .os
+                .as_ref()
+                .is_none_or(|os| r.os.to_lowercase().starts_with(&os.to_lowercase()))
+            && self
+                .agent_version
+                .as_ref()
+                .is_none_or(|a| &r.agent_version == a)
+            && self.profile_filter().is_none_or(|(id, version)| {
+                r.applied_profile
+                    .as_ref()
+                    .is_some_and(|(i, n)| i == id && *n == version)
+            })
+    }
 }
 
 /// `unreported`: enrolled, fresh, but no report yet. The other statuses are the buckets.
-const UNREPORTED: &str = "unreported";
+pub const UNREPORTED: &str = "unreported";
 
 /// A device with its current findings (all, or one control's) and the status they give it.
-struct DeviceView<'a> {
-    row: DeviceRow,
-    last_seen_ms: i64,
-    stale: bool,
-    bucket: Option<Bucket>,
-    findings: Vec<&'a CurrentFinding>,
+#[derive(Debug)]
+pub struct DeviceView<'a> {
+    pub row: DeviceRow,
+    pub last_seen_ms: i64,
+    pub stale: bool,
+    pub bucket: Option<Bucket>,
+    pub findings: Vec<&'a CurrentFinding>,
     /// `(control, status)` of `findings`, as the compliance arithmetic takes them.
-    pairs: Vec<(String, Status)>,
+    pub pairs: Vec<(String, Status)>,
 }
 
 impl DeviceView<'_> {
-    fn status(&self) -> &'static str {
+    pub fn status(&self) -> &'static str {
         self.bucket.map_or(UNREPORTED, Bucket::as_str)
     }
 }
@@ -709,7 +791,7 @@ fn device_json(v: &DeviceView<'_>) -> serde_json::Value {
 
 /// Joins devices with the findings read for them (one query each, by the caller); a device's
 /// last contact counts heartbeats not yet written.
-fn device_views<'a>(
+pub fn device_views<'a>(
     app: &App,
     devices: Vec<DeviceRow>,
     findings: &'a [CurrentFinding],
@@ -797,24 +879,11 @@ pub async fn list_devices(
     query: Result<Query<DeviceQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query?;
-    if let Some(g) = &q.group {
-        name(NameKind::Group, "group", g)?;
-    }
-    if let Some(s) = &q.status {
-        if Bucket::parse(s).is_none() && s != UNREPORTED {
-            let names: Vec<&str> = Bucket::ALL.iter().map(|b| b.as_str()).collect();
-            return Err(ApiError::param(
-                "status",
-                format!("must be one of {}, {UNREPORTED}", names.join(", ")),
-            ));
-        }
-    }
+    q.check()?;
     let devices = app.store.list_devices(q.group.as_deref(), false).await?;
     let findings = app.store.current_findings(q.group.as_deref(), None).await?;
     let mut views = device_views(&app, devices, &findings);
-    if let Some(s) = &q.status {
-        views.retain(|v| v.status() == s);
-    }
+    views.retain(|v| q.keeps(v));
     let json: Vec<_> = views.iter().map(device_json).collect();
     Ok(listing(
         &headers,
@@ -1072,7 +1141,7 @@ pub async fn compliance_control(
     ))
 }
 
-fn finding_json(f: &CurrentFinding) -> serde_json::Value {
+pub fn finding_json(f: &CurrentFinding) -> serde_json::Value {
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(s.into());
     serde_json::json!({
         "user": f.user, "client": f.client, "scope": f.scope, "target": f.target,
@@ -1112,7 +1181,7 @@ fn time_param(field: &str, text: &Option<String>) -> ApiResult<Option<i64>> {
 #[utoipa::path(get, path = "/api/v1/events", tag = "compliance",
     security(("admin_token" = [])),
     params(EventsQuery),
-    responses((status = 200, description = "`{\"events\": [{\"id\", \"device\", \"at\", \"received_at\", \"control\", \"client\", \"user\", \"scope\", \"target\", \"setting\", \"old\", \"new\", \"repaired\", \"status\", \"notified\", \"contested\", \"changed_by\", \"note\", \"merged\"}]}` (`contested`: the agent stopped repairing a setting another program keeps changing; `changed_by`: that program, where known; `merged`: earlier events of the setting the agent folded into this one, 0 for none), or CSV (the same columns without `id` and `received_at`)")))]
+    responses((status = 200, description = "`{\"events\": [{\"id\", \"device\", \"at\", \"received_at\", \"control\", \"client\", \"user\", \"scope\", \"target\", \"setting\", \"old\", \"new\", \"repaired\", \"status\", \"notified\", \"contested\", \"changed_by\", \"note\", \"merged\", \"detected_at\"}]}` (`contested`: the agent stopped repairing a setting another program keeps changing; `changed_by`: that program, where known; `merged`: earlier events of the setting the agent folded into this one, 0 for none; `detected_at`: when the agent noticed the change, null if it did not say), or CSV (the same columns without `id` and `received_at`)")))]
 pub async fn list_events(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -1151,6 +1220,7 @@ pub async fn list_events(
                 "old": parse(&e.old), "new": parse(&e.new), "repaired": e.repaired,
                 "status": e.status, "notified": e.notified, "contested": e.contested,
                 "changed_by": e.changed_by, "note": e.note, "merged": e.merged,
+                "detected_at": e.detected_ms.map(rfc3339),
             })
         })
         .collect();
@@ -1176,6 +1246,7 @@ pub async fn list_events(
                 "changed_by",
                 "note",
                 "merged",
+                "detected_at",
             ]),
             rows: events
                 .iter()
@@ -1198,6 +1269,7 @@ pub async fn list_events(
                         e.changed_by.clone().unwrap_or_default(),
                         e.note.clone().unwrap_or_default(),
                         e.merged.to_string(),
+                        e.detected_ms.map(rfc3339).unwrap_or_default(),
                     ]
                 })
                 .collect(),

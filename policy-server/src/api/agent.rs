@@ -15,7 +15,8 @@ use postwarden_profiles::report::REPORT_SCHEMA;
 use postwarden_server_domain::names::{check, NameKind};
 use postwarden_server_domain::secret::{self, SecretKind};
 use postwarden_server_store::{
-    Enrolled, EventItem, FindingRow, IngestItem, IngestKind, NewDevice, NoticeItem, Refusal,
+    Enrolled, EventItem, FindingRow, IngestItem, IngestKind, NewDevice, NoticeItem, PreviewItem,
+    Refusal,
 };
 use postwarden_wire::v1::{
     BatchItemKind, BatchResponse, EnrollRequest, EnrollResponse, FieldError, ReportBatch, Secret,
@@ -190,6 +191,7 @@ pub async fn bundle(
         None => Duration::ZERO,
     };
     let have = if_none_match(&headers);
+    let reads_preview = crate::rollout::reads_preview(&headers);
     // The extractor already counted the request; only the serial the device has is new here.
     if have.is_some() {
         app.heartbeat(&device.id, have);
@@ -197,9 +199,10 @@ pub async fn bundle(
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = app.changes();
     let mut shutdown = app.shutdown();
+    let mut polling = None;
     loop {
         changes.borrow_and_update();
-        let bundle = app.bundle(&device.id).await?;
+        let bundle = app.bundle(&device.id, reads_preview).await?;
         if have != Some(bundle.serial) {
             let mut response = bundle.jws.clone().into_response();
             let h = response.headers_mut();
@@ -212,6 +215,7 @@ pub async fn bundle(
                 HeaderValue::from_str(&format!("\"{}\"", bundle.serial)).expect("digits"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            app.counters.bundle_fetch(true);
             return Ok(response);
         }
         // No wait left (a plain conditional GET): answer now. Entering the select with a
@@ -219,6 +223,8 @@ pub async fn bundle(
         if tokio::time::Instant::now() >= deadline {
             break;
         }
+        // Counted as an open long-poll while it waits (until answered or abandoned).
+        polling.get_or_insert_with(|| app.counters.long_poll());
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -229,6 +235,8 @@ pub async fn bundle(
             _ = shutdown.changed() => break,
         }
     }
+    drop(polling);
+    app.counters.bundle_fetch(false);
     let mut response = StatusCode::NOT_MODIFIED.into_response();
     if let Some(serial) = have {
         response.headers_mut().insert(
@@ -278,9 +286,11 @@ pub async fn update_users(
         description = "`{\"schema\": \"postwarden.report-batch/v1\", \"items\": [..]}`; each item \
             `{\"id\", \"at\", \"kind\": \"report\", \"report\", \"user\"}`, `{\"id\", \"at\", \
             \"kind\": \"event\", \"event\"}` (optional `contested`, `changed_by` ≤ 1 KiB, `note` ≤ \
-            4 KiB, `merged`) or `{\"id\", \"at\", \"kind\": \"notice\", \"notice\": {\"kind\": \
+            4 KiB, `merged`), `{\"id\", \"at\", \"kind\": \"notice\", \"notice\": {\"kind\": \
             \"bundle_refused\" | \"profile_refused\" | \"queue_shed\", \"detail\" (≤ 4 KiB), \
-            \"serial\"}}`"),
+            \"serial\"}}` or `{\"id\", \"at\", \"kind\": \"preview\", \"report\", \"user\"}` \
+            (the audit-mode evaluation of a staged rollout's candidate; kept only while the \
+            device's group previews that version)"),
     responses(
         (status = 200, description = "`{\"accepted\": N, \"duplicates\": M}`"),
         (status = 400, description = "malformed batch; the field is named (e.g. `items[3].notice.detail`) and nothing is stored"),
@@ -360,6 +370,26 @@ pub async fn post_reports(
                     ApiError::param(&format!("items[{i}].notice.{member}"), "out of range")
                 })?)
             }
+            BatchItemKind::Preview { report, user } => {
+                check(NameKind::UserKey, &format!("items[{i}].user"), user)
+                    .map_err(ApiError::field)?;
+                if report.schema != REPORT_SCHEMA {
+                    return Err(ApiError::param(
+                        &format!("items[{i}].report.schema"),
+                        format!("must be {REPORT_SCHEMA:?}"),
+                    ));
+                }
+                IngestKind::Preview(PreviewItem {
+                    user: user.clone(),
+                    profile_id: report.profile.id.clone(),
+                    profile_version: i64::from(report.profile.version),
+                    findings: report
+                        .findings
+                        .iter()
+                        .map(FindingRow::from_finding)
+                        .collect(),
+                })
+            }
         };
         items.push(IngestItem {
             id: item.id.to_string(),
@@ -367,9 +397,19 @@ pub async fn post_reports(
             kind,
         });
     }
+    // Previews are kept only for the version the device's group previews (bounded: one per
+    // device, user and candidate); others are accepted and dropped.
+    let ignored =
+        crate::rollout::keep_wanted_previews(&app.store, &device.group, &mut items).await?;
+    let alarming = crate::rollout::may_halt(&items);
     let done = app.store.ingest(&device.id, &items, now_ms()).await?;
+    app.counters.ingested(done.reports, done.events);
+    app.data_changed();
+    if alarming {
+        crate::rollout::after_ingest(&app, &device.group).await;
+    }
     Ok(Json(BatchResponse {
-        accepted: done.accepted,
+        accepted: done.accepted + ignored,
         duplicates: done.duplicates,
     })
     .into_response())

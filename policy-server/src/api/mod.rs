@@ -6,6 +6,9 @@
 
 pub mod admin;
 pub mod agent;
+pub mod history;
+pub mod metrics;
+pub mod rollout;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,7 +46,8 @@ use crate::tls::Peer;
     modifiers(&BearerAuth),
     tags(
         (name = "profiles"), (name = "groups"), (name = "enrollment"), (name = "variables"),
-        (name = "devices"), (name = "compliance"), (name = "audit"), (name = "agent")
+        (name = "devices"), (name = "compliance"), (name = "audit"), (name = "agent"),
+        (name = "metrics"), (name = "rollouts")
     )
 )]
 struct ApiDoc;
@@ -53,7 +57,7 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for name in ["admin_token", "device_credential"] {
+        for name in ["admin_token", "device_credential", "metrics_token"] {
             components.add_security_scheme(
                 name,
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -78,14 +82,22 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .routes(routes!(admin::get_device, admin::retire_device))
         .routes(routes!(admin::compliance_summary))
         .routes(routes!(admin::compliance_control))
+        .routes(routes!(history::compliance_history))
+        .routes(routes!(history::time_to_repair))
         .routes(routes!(admin::list_events))
         .routes(routes!(admin::audit_log))
+        .routes(routes!(rollout::create_rollout, rollout::list_rollouts))
+        .routes(routes!(rollout::get_rollout))
+        .routes(routes!(rollout::promote_rollout))
+        .routes(routes!(rollout::halt_rollout))
+        .routes(routes!(rollout::rollback_rollout))
         .routes(routes!(agent::enroll))
         .routes(routes!(agent::bundle))
         .routes(routes!(agent::signing_key))
         .routes(routes!(agent::update_users))
         .routes(routes!(agent::post_reports))
         .routes(routes!(agent::health))
+        .routes(routes!(metrics::metrics))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let body_limit = app.limits.body_limit;
@@ -148,7 +160,7 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
     }
 }
 
-fn peer_ip(parts: &Parts) -> IpAddr {
+pub(crate) fn peer_ip(parts: &Parts) -> IpAddr {
     parts
         .extensions
         .get::<ConnectInfo<Peer>>()
@@ -169,6 +181,10 @@ impl FromRequestParts<Arc<App>> for Admin {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> ApiResult<Admin> {
         let source = peer_ip(parts);
         app.check_admin_blocked(source)?;
+        // A GET without `Authorization` from a logged-in dashboard (its export links).
+        if let Some(admin) = crate::web::auth::admin_from_session(app, parts).await? {
+            return Ok(admin);
+        }
         let token = bearer(parts)?;
         if !secret::well_formed(SecretKind::Admin, token) {
             app.admin_auth_failed(source);

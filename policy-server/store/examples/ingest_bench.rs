@@ -80,6 +80,7 @@ fn batch(device: usize, n: usize, findings: usize) -> Vec<IngestItem> {
             changed_by: None,
             note: None,
             merged: 0,
+            detected_ms: None,
         }),
     }));
     items

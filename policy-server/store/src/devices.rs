@@ -166,7 +166,9 @@ impl Store {
     /// `max(last_seen_ms, at_ms)` and `applied_serial` the serial the device said it has, when
     /// it said one. A device listed twice counts with its latest time and last serial; unknown
     /// ids are ignored. One transaction of multi-row `UPDATE … FROM (VALUES …)` statements,
-    /// in id order so two replicas' batches cannot deadlock on each other's rows.
+    /// in id order so two replicas' batches cannot deadlock on each other's rows; the same
+    /// transaction records each device's last contact of the day (`device_seen`, for the
+    /// history's stale devices).
     pub async fn touch_devices(&self, seen: &[(String, i64, Option<i64>)]) -> Result<()> {
         let mut merged: std::collections::BTreeMap<&str, (i64, Option<i64>)> =
             std::collections::BTreeMap::new();
@@ -198,6 +200,7 @@ impl Store {
             }
             q.execute(tx.conn()).await?;
         }
+        crate::history::record_seen(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -208,12 +211,19 @@ impl Store {
     /// their variables — and the serial state stored for it. `None` for an unknown or retired
     /// device.
     pub async fn bundle_source(&self, device: &str) -> Result<Option<BundleSource>> {
+        // The group's active rollout counts only while the group still runs the version it
+        // started from: a reassignment by hand supersedes it (see `rollouts`).
         let row = sqlx::query(
             "SELECT d.group_name, d.users, d.serial, d.fingerprint, d.issued_ms, \
-             g.profile_id, g.profile_version, p.toml \
+             g.profile_id, g.profile_version, p.toml, \
+             r.id, r.state, r.rings, r.ring, r.to_version, c.toml \
              FROM devices d \
              JOIN device_groups g ON g.name = d.group_name \
              JOIN profiles p ON p.id = g.profile_id AND p.version = g.profile_version \
+             LEFT JOIN rollouts r ON r.group_name = g.name \
+                 AND r.state IN ('previewing', 'rolling', 'halted') \
+                 AND r.profile_id = g.profile_id AND r.from_version = g.profile_version \
+             LEFT JOIN profiles c ON c.id = r.profile_id AND c.version = r.to_version \
              WHERE d.id = $1 AND d.retired_ms IS NULL",
         )
         .bind(device)
@@ -233,6 +243,7 @@ impl Store {
             profile_version: r.get(6),
             profile_toml: r.get(7),
             variables,
+            rollout: crate::rollouts::bundle_rollout(&r, 8)?,
         }))
     }
 

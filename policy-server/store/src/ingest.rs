@@ -51,6 +51,9 @@ pub enum IngestKind {
     },
     Event(EventItem),
     Notice(NoticeItem),
+    /// An audit-mode evaluation of a candidate version (a staged rollout's preview): kept
+    /// apart from the reports, see `rollouts::insert_previews`.
+    Preview(crate::PreviewItem),
 }
 
 /// A finding as stored; JSON values as text.
@@ -133,6 +136,8 @@ pub struct EventItem {
     pub note: Option<String>,
     /// Earlier events of the setting folded into this one by the agent's queue (0: none).
     pub merged: i64,
+    /// When the agent noticed the change (unix ms), where it says.
+    pub detected_ms: Option<i64>,
 }
 
 impl EventItem {
@@ -158,6 +163,11 @@ impl EventItem {
                 .merged
                 .map_or(Ok(0), i64::try_from)
                 .map_err(|_| "merged")?,
+            detected_ms: e
+                .detected_at
+                .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000))
+                .transpose()
+                .map_err(|_| "detected_at")?,
         })
     }
 }
@@ -194,6 +204,9 @@ impl NoticeItem {
 pub struct Ingested {
     pub accepted: u64,
     pub duplicates: u64,
+    /// Of `accepted`: the reports and the drift events (for the server's metrics).
+    pub reports: u64,
+    pub events: u64,
 }
 
 struct Report<'a> {
@@ -255,6 +268,7 @@ async fn ingest_on(
     let mut reports = Vec::new();
     let mut events = Vec::new();
     let mut notices = Vec::new();
+    let mut previews = Vec::new();
     for item in items {
         if !seen.insert(item.id.as_str()) {
             continue;
@@ -286,6 +300,11 @@ async fn ingest_on(
                 id: &item.id,
                 at_ms: item.at_ms,
                 n,
+            }),
+            IngestKind::Preview(p) => previews.push(crate::rollouts::PreviewRef {
+                id: &item.id,
+                at_ms: item.at_ms,
+                p,
             }),
         }
     }
@@ -322,6 +341,8 @@ async fn ingest_on(
     let stored_reports = insert_reports(conn, backend, device, &reports, now_ms).await?;
     let stored_events = insert_events(conn, backend, device, &events, now_ms).await?;
     let stored_notices = insert_notices(conn, backend, device, &notices, now_ms).await?;
+    let stored_previews =
+        crate::rollouts::insert_previews(conn, backend, device, &previews, now_ms).await?;
 
     // The newest stored report per user may replace the user's current findings.
     let mut newest: BTreeMap<&str, &Report<'_>> = BTreeMap::new();
@@ -335,10 +356,13 @@ async fn ingest_on(
         make_current(conn, backend, device, r).await?;
     }
 
-    let accepted = (stored_reports.len() + stored_events.len() + stored_notices) as u64;
+    let accepted =
+        (stored_reports.len() + stored_events.len() + stored_notices + stored_previews) as u64;
     Ok(Ingested {
         accepted,
         duplicates: items.len() as u64 - accepted,
+        reports: stored_reports.len() as u64,
+        events: stored_events.len() as u64,
     })
 }
 
@@ -513,13 +537,13 @@ async fn insert_events<'a>(
     events: &[Event<'a>],
     now_ms: i64,
 ) -> Result<HashSet<String>> {
-    const COLUMNS: usize = 19;
+    const COLUMNS: usize = 20;
     let mut stored = HashSet::with_capacity(events.len());
     for chunk in events.chunks(rows_per_statement(COLUMNS)) {
         let sql = format!(
             "INSERT INTO events (device_id, item_id, at_ms, received_ms, control, client, \
              user_key, scope, target, setting, old_value, new_value, repaired, status, \
-             notified, contested, changed_by, note, merged) VALUES {} \
+             notified, contested, changed_by, note, merged, detected_ms) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING item_id",
             values(backend, chunk.len(), COLUMNS)
         );
@@ -544,7 +568,8 @@ async fn insert_events<'a>(
                 .bind(i64::from(e.contested))
                 .bind(e.changed_by.as_deref())
                 .bind(e.note.as_deref())
-                .bind(e.merged);
+                .bind(e.merged)
+                .bind(e.detected_ms);
         }
         for row in q.fetch_all(&mut *conn).await? {
             stored.insert(row.get::<String, _>(0));

@@ -27,11 +27,15 @@
 //! per ingested finding in `examples/ingest_bench.rs`.
 
 mod admin;
+mod asof;
 mod devices;
+mod history;
 mod ingest;
 mod notify;
 mod read;
+mod rollouts;
 mod rows;
+mod sessions;
 mod sql;
 
 use std::sync::{Arc, Once};
@@ -42,8 +46,18 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub use asof::{ReportAt, ReportPage, ScopeFilter};
+pub use history::{
+    FleetDevice, HistoryDay, HistoryQuery, RepairAnswer, RepairQuery, Retained, RolledUp,
+    REPAIR_LOOKBACK_MS, REPAIR_REPORT_LIMIT, ROLLUP_GRACE_MS,
+};
 pub use ingest::{EventItem, FindingRow, IngestItem, IngestKind, Ingested, NoticeItem};
+pub use rollouts::{
+    BundleRollout, Change, Changed, CreateRollout, NewRollout, PreviewItem, PreviewRow,
+    PreviewRows, RolloutDevices, RolloutRow,
+};
 pub use rows::*;
+pub use sessions::{WebSession, SEEN_GRANULARITY_MS};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -205,6 +205,8 @@ pub struct BundleSource {
     /// The content fingerprint of that bundle (`None`: none issued yet).
     pub fingerprint: Option<String>,
     pub issued_ms: i64,
+    /// The group's active rollout, while it still starts from the group's assigned version.
+    pub rollout: Option<crate::BundleRollout>,
 }
 
 /// A finding of the newest report of a device's user.
@@ -289,7 +291,7 @@ pub struct EventQuery<'a> {
 
 pub(crate) const EVENT_COLUMNS: &str = "device_id, item_id, at_ms, received_ms, control, client, \
      user_key, scope, target, setting, old_value, new_value, repaired, status, notified, \
-     contested, changed_by, note, merged";
+     contested, changed_by, note, merged, detected_ms";
 
 /// A stored drift event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +320,8 @@ pub struct EventRow {
     pub note: Option<String>,
     /// Earlier events of the setting the agent folded into this one (0: none).
     pub merged: i64,
+    /// When the agent noticed the change, where it said.
+    pub detected_ms: Option<i64>,
 }
 
 impl EventRow {
@@ -342,6 +346,7 @@ impl EventRow {
             changed_by: r.get(16),
             note: r.get(17),
             merged: r.get(18),
+            detected_ms: r.get(19),
         })
     }
 }

@@ -97,6 +97,38 @@ impl Server {
         server
     }
 
+    /// Stops the server (SIGTERM, a clean shutdown) and starts it again on the same data
+    /// directory and database with `extra` options; the admin token stays valid.
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.stop();
+        let ready = self.dir.parent().expect("a parent").join("ready.json");
+        let _ = std::fs::remove_file(ready);
+        let mut next = Server::spawn(&self.dir, self.database_url.clone(), extra);
+        next.admin = std::mem::take(&mut self.admin);
+        next._temp = self._temp.take();
+        // The stopped server goes out of scope here; its process is gone already.
+        std::mem::swap(self, &mut next);
+    }
+
+    /// SIGTERM first (a clean shutdown is part of what is tested), SIGKILL after 5 s.
+    fn stop(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn(dir: &Path, database_url: Option<String>, extra: &[&str]) -> Server {
         // Beside the data directory, which the server creates (0700) or checks itself.
         let parent = dir.parent().expect("the data directory has a parent");
@@ -271,22 +303,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SIGTERM first: a clean shutdown is part of what is tested.
-        #[cfg(unix)]
-        {
-            let _ = Command::new("kill")
-                .arg(self.child.id().to_string())
-                .status();
-            let until = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        // Only a process still running (a restarted server's old one was stopped and reaped:
+        // its id may belong to another process by now).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

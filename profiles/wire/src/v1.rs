@@ -40,6 +40,16 @@ pub const BUNDLE_SCHEMA: &str = "postwarden.bundle/v1";
 /// The schema name of [`ReportBatch`]. Bump the suffix on any incompatible change.
 pub const REPORT_BATCH_SCHEMA: &str = "postwarden.report-batch/v1";
 
+/// The request header with which an agent names the optional members of a bundle payload it
+/// reads (comma-separated), on `GET /api/v1/bundle`. A server leaves out every optional member
+/// the agent did not name: [`BundlePayload`] refuses unknown fields, so an agent from before a
+/// member existed would refuse the whole bundle. A server that does not know the header
+/// ignores it.
+pub const FEATURES_HEADER: &str = "postwarden-features";
+
+/// The feature of [`FEATURES_HEADER`] for [`BundlePayload::preview`].
+pub const FEATURE_PREVIEW: &str = "preview";
+
 /// A `schema` member that (de)serializes as exactly one string and refuses any other, so a
 /// payload of another version fails to parse instead of being half-read.
 macro_rules! schema_marker {
@@ -170,6 +180,12 @@ pub struct BundlePayload {
     pub profile: BundleProfile,
     /// Per local user, the template variables, e.g. `{"alice": {"user.email": "…"}}`.
     pub variables: BTreeMap<String, BTreeMap<String, String>>,
+    /// A candidate version of the profile that a staged rollout previews: the agent evaluates
+    /// it in audit mode alongside `profile` (it never writes for it) and reports the findings
+    /// as a [`BatchItemKind::Preview`]. Only sent to an agent that named [`FEATURE_PREVIEW`] in
+    /// [`FEATURES_HEADER`]; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<BundleProfile>,
 }
 
 /// The profile inside a bundle, as the security officer wrote it.
@@ -193,6 +209,18 @@ impl BundlePayload {
         );
         Profile::parse(&origin, &self.profile.toml)
     }
+
+    /// Parses the preview's profile, if the bundle carries one. Errors name it as
+    /// `bundle 7 (preview of bsi-m5.57 v4)`.
+    pub fn preview_profile(&self) -> Option<Result<Profile, ProfileError>> {
+        self.preview.as_ref().map(|p| {
+            let origin = format!(
+                "bundle {} (preview of {} v{})",
+                self.serial, p.id, p.version
+            );
+            Profile::parse(&origin, &p.toml)
+        })
+    }
 }
 
 /// `POST /api/v1/reports`: what the agent queued since its last successful send.
@@ -207,7 +235,13 @@ pub struct ReportBatch {
 /// duplicate.
 ///
 /// JSON: `{"id", "at", "kind": "report", "report", "user"}`, `{"id", "at", "kind": "event",
-/// "event"}` or `{"id", "at", "kind": "notice", "notice"}`.
+/// "event"}`, `{"id", "at", "kind": "notice", "notice"}` or `{"id", "at", "kind": "preview",
+/// "report", "user"}`.
+///
+/// A server refuses a batch with a kind it does not know (400, naming the item); the agent
+/// then narrows the batch down and drops only that item, so the other items still arrive. An
+/// agent sends `preview` items only for a bundle that carried a preview, which only a server
+/// that reads them sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchItem {
     pub id: Uuid,
@@ -226,6 +260,10 @@ pub enum BatchItemKind {
     Event { event: DriftEvent },
     /// Something about the agent itself (see [`Notice`]).
     Notice { notice: Notice },
+    /// The audit-mode evaluation of a bundle's preview ([`BundlePayload::preview`]) for one
+    /// local user: a `check` report of the candidate version, nothing written. Not a finding
+    /// of the enforced profile: the server keeps it apart, for the rollout's impact preview.
+    Preview { report: Report, user: String },
 }
 
 /// The wire form of [`BatchItem`]. Serde cannot refuse unknown fields of a struct with a
@@ -251,6 +289,13 @@ enum RawBatchItem {
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
         notice: Notice,
+    },
+    Preview {
+        id: Uuid,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        report: Report,
+        user: String,
     },
 }
 
@@ -298,6 +343,16 @@ impl<'de> Deserialize<'de> for BatchItem {
                 at,
                 kind: BatchItemKind::Notice { notice },
             },
+            RawBatchItem::Preview {
+                id,
+                at,
+                report,
+                user,
+            } => BatchItem {
+                id,
+                at,
+                kind: BatchItemKind::Preview { report, user },
+            },
         })
     }
 }
@@ -341,6 +396,16 @@ pub struct DriftEvent {
     /// (`old` is then the oldest of them). Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<u64>,
+    /// When the agent noticed the change: the file or registry notification that triggered
+    /// the pass, or the start of the periodic check that found it. The item's `at` is when the
+    /// pass had read its repairs back, so a repair in the same pass took `at - detected_at`
+    /// (the server's time to repair). Absent: not known (an agent from before issue 12).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub detected_at: Option<OffsetDateTime>,
 }
 
 /// Something about the agent itself rather than a setting: a refused bundle, a profile it

@@ -80,6 +80,7 @@ fn payload() -> BundlePayload {
             "alice".to_owned(),
             BTreeMap::from([("user.email".to_owned(), "alice@example.org".to_owned())]),
         )]),
+        preview: None,
     }
 }
 

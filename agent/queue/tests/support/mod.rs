@@ -37,6 +37,7 @@ pub fn drift(setting: &str, old: Value, new: Value) -> DriftEvent {
         changed_by: None,
         note: None,
         merged: None,
+        detected_at: None,
     }
 }
 

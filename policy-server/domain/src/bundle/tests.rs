@@ -31,6 +31,7 @@ fn only_the_devices_users_variables_go_out() {
         profile_toml: "t",
         users: &users,
         variables: &v,
+        preview: None,
     };
     let p = payload(&c, 3, OffsetDateTime::UNIX_EPOCH);
     assert_eq!(p.variables, vars(&[("alice", "user.email", "a@x")]));
@@ -90,6 +91,7 @@ fn the_payload_is_the_wire_contract() {
         profile_toml: "id = \"bsi-m5.57\"\n",
         users: &users,
         variables: &v,
+        preview: None,
     };
     let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
     assert_eq!(
@@ -115,6 +117,7 @@ fn the_fingerprint_encoding_is_pinned() {
         profile_toml: "id = \"bsi-m5.57\"\n",
         users: &users,
         variables: &v,
+        preview: None,
     };
     let fp = fingerprint(&c);
     assert_eq!(fp.len(), 64);
@@ -140,6 +143,7 @@ fn separators_inside_values_cannot_make_two_contents_collide() {
         profile_toml: "t",
         users,
         variables: &none,
+        preview: None,
     };
     assert_ne!(fingerprint(&make(&u1)), fingerprint(&make(&u2)));
     let id_a = BundleContent {
@@ -175,6 +179,7 @@ impl Owned {
             profile_toml: &self.toml,
             users: &self.users,
             variables: &self.vars,
+            preview: None,
         }
     }
 }
@@ -229,4 +234,51 @@ proptest! {
             prop_assert_eq!(p.variables.contains_key(user), has);
         }
     }
+}
+
+/// Issue 12 (staged rollout): a preview is part of the content (the serial moves when one is
+/// added, changed or removed, so the device fetches it), pinned like the rest; without one the
+/// fingerprint is the one from before previews existed.
+#[test]
+fn a_preview_is_content_and_its_encoding_is_pinned() {
+    let users = strings(&["bob", "alice"]);
+    let v = vars(&[("alice", "user.email", "a@x"), ("bob", "user.email", "b@x")]);
+    let c = BundleContent {
+        device: "dev_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        profile_id: "bsi-m5.57",
+        profile_version: 2,
+        profile_toml: "id = \"bsi-m5.57\"\n",
+        users: &users,
+        variables: &v,
+        preview: Some(PreviewContent {
+            profile_id: "bsi-m5.57",
+            profile_version: 3,
+            profile_toml: "id = \"bsi-m5.57\"\nversion = 3\n",
+        }),
+    };
+    // SHA-256 (Python's hashlib) of {"device":"dev_aaaaaaaaaaaaaaaaaaaaaaaaaa","preview":
+    // ["bsi-m5.57",3,"id = \"bsi-m5.57\"\nversion = 3\n"],"profile":["bsi-m5.57",2,
+    // "id = \"bsi-m5.57\"\n"],"users":["alice","bob"],"variables":{…as without a preview…}}.
+    assert_eq!(
+        fingerprint(&c),
+        "76578f0562bd8c4ac8881f4711a9053e72beaa49112448f58cb523c23ce5e6ec"
+    );
+    let without = BundleContent { preview: None, ..c };
+    assert_ne!(fingerprint(&c), fingerprint(&without));
+    let other = BundleContent {
+        preview: Some(PreviewContent {
+            profile_version: 4,
+            ..c.preview.unwrap()
+        }),
+        ..c
+    };
+    assert_ne!(fingerprint(&c), fingerprint(&other));
+    let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
+    let p = payload(&c, 9, at);
+    let preview = p.preview.expect("the payload carries the preview");
+    assert_eq!(
+        (preview.id.as_str(), preview.version, preview.toml.as_str()),
+        ("bsi-m5.57", 3, "id = \"bsi-m5.57\"\nversion = 3\n")
+    );
+    assert_eq!(payload(&without, 9, at).preview, None);
 }

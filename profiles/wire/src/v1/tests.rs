@@ -72,6 +72,7 @@ pub(crate) fn bundle_payload() -> BundlePayload {
             "alice".to_owned(),
             BTreeMap::from([("user.email".to_owned(), "alice@example.org".to_owned())]),
         )]),
+        preview: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn drift_event() -> DriftEvent {
         changed_by: None,
         note: None,
         merged: None,
+        detected_at: None,
     }
 }
 
@@ -417,6 +419,50 @@ fn drift_event_with_issue_10_members_json() {
 }
 
 #[test]
+fn drift_event_detected_at_is_rfc3339_and_optional() {
+    // Issue 12: when the agent noticed the change, for the server's time to repair.
+    let event = DriftEvent {
+        detected_at: Some(time("2026-05-04T09:30:59.988Z")),
+        ..drift_event()
+    };
+    check(
+        &event,
+        expect![[r#"
+        {
+          "control": "require-tls",
+          "client": "thunderbird",
+          "user": "alice",
+          "scope": "/home/alice/.thunderbird/x.default",
+          "target": "server1",
+          "setting": "mail.server.server1.socketType",
+          "old": 3,
+          "new": 0,
+          "repaired": true,
+          "status": "repaired",
+          "detected_at": "2026-05-04T09:30:59.988Z"
+        }"#]],
+    );
+    // Any offset reads, as for `at`.
+    let mut json = serde_json::to_value(&event).unwrap();
+    json["detected_at"] = json!("2026-05-04T11:30:59.988+02:00");
+    assert_eq!(
+        serde_json::from_value::<DriftEvent>(json.clone()).unwrap(),
+        event
+    );
+    // Not an RFC 3339 time: refused (the server's body parser names the path).
+    json["detected_at"] = json!("yesterday");
+    refused::<DriftEvent>(&json);
+    json["detected_at"] = json!(1_746_351_059);
+    refused::<DriftEvent>(&json);
+    // `null` is the same as absent.
+    json["detected_at"] = serde_json::Value::Null;
+    assert_eq!(
+        serde_json::from_value::<DriftEvent>(json).unwrap(),
+        drift_event()
+    );
+}
+
+#[test]
 fn batch_response_json() {
     check(
         &BatchResponse {
@@ -534,12 +580,12 @@ fn unknown_fields_are_refused() {
         unknown field `admin`, expected one of `token`, `hostname`, `os`, `agent_version`, `users`
         unknown field `expires`, expected one of `device_id`, `credential`, `signing_key`
         unknown field `groups`, expected `users`
-        unknown field `extra`, expected one of `schema`, `device`, `serial`, `issued_at`, `profile`, `variables`
+        unknown field `extra`, expected one of `schema`, `device`, `serial`, `issued_at`, `profile`, `variables`, `preview`
         unknown field `sha256`, expected one of `id`, `version`, `toml`
         unknown field `agent`, expected `schema` or `items`
         unknown field `seq`, expected one of `id`, `at`, `report`, `user`
         unknown field `report`, expected one of `id`, `at`, `event`
-        unknown field `severity`, expected one of `control`, `client`, `user`, `scope`, `target`, `setting`, `old`, `new`, `repaired`, `status`, `notified`, `contested`, `changed_by`, `note`, `merged`
+        unknown field `severity`, expected one of `control`, `client`, `user`, `scope`, `target`, `setting`, `old`, `new`, `repaired`, `status`, `notified`, `contested`, `changed_by`, `note`, `merged`, `detected_at`
         unknown field `rejected`, expected `accepted` or `duplicates`
         unknown field `hint`, expected one of `line`, `column`, `field`, `message`"#]].assert_eq(&errors.join("\n"));
 }
@@ -584,7 +630,7 @@ fn wrong_shapes_are_refused() {
         refused::<BundlePayload>(&negative_serial),
     ];
     expect![[r#"
-        unknown variant `heartbeat`, expected one of `report`, `event`, `notice`
+        unknown variant `heartbeat`, expected one of `report`, `event`, `notice`, `preview`
         the 'offset hour' component could not be parsed
         UUID parsing failed: invalid character: found `i` at 0
         missing field `old`
