@@ -160,3 +160,34 @@ wait "$agent_pid" && echo "(agent exit 0)"
 agent_pid=
 echo "-- the audit log"
 api -H 'accept: text/csv' "$url/api/v1/audit-log"
+echo
+echo "== 11. The compliance officer's view: time to repair, the audit report, the dashboard ="
+echo "-- time to repair per control and client (CSV; from the drift seen to the setting right again)"
+api -H 'accept: text/csv' "$url/api/v1/compliance/time-to-repair"
+echo "-- the audit report as a PDF (HTTP)"
+api -o "$demo/audit.pdf" -w '%{http_code} %{content_type}, %{size_download} bytes' \
+  "$url/reports/audit?format=pdf"
+echo "-- the same report as HTML, offline from the database; its conclusion and first area:"
+"$server" report audit --data-dir "$data" --organisation "Demo GmbH" -o "$demo/audit.html"
+python3 - "$demo/audit.html" <<'PY'
+import html.parser, sys
+class Text(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(); self.depth = 0; self.lines = []; self.keep = False
+    def handle_starttag(self, tag, attrs):
+        if tag == "section" and dict(attrs).get("id") in ("conclusion", "areas"):
+            self.keep = True
+        if tag in ("h2", "h3", "p", "tr", "li") and self.keep:
+            self.lines.append("")
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.keep = False
+    def handle_data(self, data):
+        if self.keep and data.strip():
+            self.lines[-1:] = [(self.lines[-1] + " " + " ".join(data.split())).strip()] if self.lines else [data.strip()]
+t = Text(); t.feed(open(sys.argv[1]).read())
+lines = [l for l in t.lines if l]
+print("\n".join(lines[:14] + ["  ..."] + lines[-4:]))
+PY
+echo "-- the dashboard: open $url/ in a browser and log in with the admin token"
+curl -sS -k --pinnedpubkey "$pin" -o /dev/null -w '%{http_code} %{redirect_url}\n' "$url/"
