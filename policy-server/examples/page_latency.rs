@@ -60,8 +60,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         DEFAULT_PATHS.iter().map(|p| (*p).to_owned()).collect()
     };
-    let client =
-        postwarden_transport::client(&Trust::Pins(vec![pin.clone()]), Duration::from_secs(120))?;
+    // Redirects are not followed: the session cookie comes with the login's 303.
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(postwarden_transport::tls_config(&Trust::Pins(vec![
+            pin.clone()
+        ]))?)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()?;
 
     let form = client.get(format!("{url}/login")).send().await?;
     let nonce_cookie = cookie(&form, "__Host-postwarden-login")

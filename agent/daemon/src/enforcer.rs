@@ -1073,7 +1073,7 @@ mod tests {
             let set = "user_pref(\"mail.server.server1.check_time\", 30);";
             assert!(text.contains(set), "the first pass set it: {text}");
             std::fs::write(&prefs, text.replace(set, &set.replace("30", "5"))).unwrap();
-            std::fs::remove_file(machine.policies_json()).unwrap();
+            std::fs::remove_file(machine.thunderbird_policy_file()).unwrap();
         };
         let events = |sent: &Arc<Mutex<Vec<Entry>>>| -> Vec<(OffsetDateTime, DriftEvent)> {
             sent.lock()

@@ -181,7 +181,7 @@ fn a_preview_is_evaluated_in_audit_mode_and_reported_without_writing() {
         "unchanged: nothing new to send"
     );
     // Someone removes the policy file: version 2 now finds other things (the locks are gone).
-    std::fs::remove_file(machine.policies_json()).unwrap();
+    std::fs::remove_file(machine.thunderbird_policy_file()).unwrap();
     enforcer.preview(0);
     let again: Vec<Entry> = sent.lock().unwrap().drain(..).collect();
     assert_eq!(again.len(), 1, "changed findings are sent again");
@@ -190,7 +190,7 @@ fn a_preview_is_evaluated_in_audit_mode_and_reported_without_writing() {
     };
     assert_ne!(second.findings, report.findings);
     assert!(
-        !machine.policies_json().exists(),
+        !machine.thunderbird_policy_file().exists(),
         "and still nothing written"
     );
 }

@@ -920,7 +920,13 @@ pub async fn devices(
         })
         .collect();
     let p = Page::new(&app, &viewer, "Devices", "devices")
-        .export(&format!("/api/v1/devices{}", form.link(&q, None, true)));
+        .export(&format!("/api/v1/devices{}", form.link(&q, None, true)))
+        .audit(
+            &q.group
+                .as_deref()
+                .map(|g| format!("group={}", urlencoding(g)))
+                .unwrap_or_default(),
+        );
     let prev =
         (page_no > 1).then(|| format!("/devices{}", form.link(&q, Some(page_no - 1), false)));
     let next =
@@ -1202,7 +1208,14 @@ pub async fn events(
             ("limit", Some("1000")),
         ])
     );
-    let p = Page::new(&app, &viewer, "Drift timeline", "events").export(&api);
+    let p = Page::new(&app, &viewer, "Drift timeline", "events")
+        .export(&api)
+        .audit(
+            &device
+                .as_deref()
+                .map(|d| format!("device={}", urlencoding(d)))
+                .unwrap_or_default(),
+        );
     page(&EventsPage {
         page: p,
         form,
@@ -1255,7 +1268,9 @@ pub async fn profiles(State(app): State<Arc<App>>, viewer: Viewer) -> ApiResult<
                 .collect(),
         })
         .collect();
-    let p = Page::new(&app, &viewer, "Profiles", "profiles").export("/api/v1/profiles");
+    let p = Page::new(&app, &viewer, "Profiles", "profiles")
+        .export("/api/v1/profiles")
+        .audit("");
     page(&ProfilesPage {
         page: p,
         profiles,
@@ -1346,7 +1361,8 @@ pub async fn diff(
     .export(&format!(
         "/api/v1/profiles/{}/diff?from={from}&to={to}",
         urlencoding(&id)
-    ));
+    ))
+    .audit("");
     page(&DiffPage {
         page: p,
         id,

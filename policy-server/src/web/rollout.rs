@@ -128,6 +128,9 @@ async fn render(
 ) -> ApiResult<RolloutPage> {
     let groups = app.store.list_groups().await?;
     let mut p = Page::new(app, viewer, "Staged rollouts", "profiles");
+    if group.is_none() {
+        p = p.export("/api/v1/rollouts");
+    }
     let mut lines = Vec::with_capacity(groups.len());
     let mut shown_group = None;
     let mut rollout = None;
@@ -143,7 +146,9 @@ async fn render(
         if group == Some(g.name.as_str()) {
             if let Some(r) = &newest {
                 rollout = Some(service::view(&app.store, r).await?);
-                p = p.export(&format!("/api/v1/rollouts/{}", r.id));
+                p = p
+                    .export(&format!("/api/v1/rollouts/{}", r.id))
+                    .audit(&format!("group={}", super::auth::urlencoding(&g.name)));
             }
             past = app
                 .store

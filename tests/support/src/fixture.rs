@@ -87,6 +87,18 @@ impl Machine {
         self.root.join("etc/thunderbird/policies/policies.json")
     }
 
+    /// The policy file Thunderbird reads on this platform (the agent's
+    /// `thunderbird::paths::policy_path`): [`Machine::policies_json`] on Linux, the
+    /// installation's `distribution/policies.json` on Windows (tests under Wine).
+    pub fn thunderbird_policy_file(&self) -> PathBuf {
+        if cfg!(windows) {
+            self.root
+                .join("Program Files/Mozilla Thunderbird/distribution/policies.json")
+        } else {
+            self.policies_json()
+        }
+    }
+
     /// Writes `text` to `rel` below the temporary directory, creating parents.
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(rel);
