@@ -55,11 +55,11 @@ pub fn columns(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
 
-fn name(kind: NameKind, field: &str, value: &str) -> ApiResult<()> {
+pub(crate) fn name(kind: NameKind, field: &str, value: &str) -> ApiResult<()> {
     check(kind, field, value).map_err(ApiError::field)
 }
 
-fn version_param(field: &str, text: &str) -> ApiResult<i64> {
+pub(crate) fn version_param(field: &str, text: &str) -> ApiResult<i64> {
     text.parse::<u32>()
         .map(i64::from)
         .map_err(|_| ApiError::param(field, "must be a profile version (a positive integer)"))

@@ -12,7 +12,7 @@ use postwarden_profiles::report::display_value;
 use postwarden_profiles::Profile;
 use postwarden_server_domain::compliance::{self, Bucket, DeviceFindings, Summary};
 use postwarden_server_domain::history::{day_start, day_text, parse_day, DAY_MS};
-use postwarden_server_domain::names::{check, NameKind};
+use postwarden_server_domain::names::NameKind;
 use postwarden_server_store::{
     CurrentFinding, EventQuery, EventRow, GroupInfo, HistoryQuery, RepairQuery,
 };
@@ -22,7 +22,7 @@ use super::auth::urlencoding;
 use super::chart::{self, Point};
 use super::shown;
 use super::{page, Page, Viewer};
-use crate::api::admin::{device_views, DeviceQuery, DeviceView};
+use crate::api::admin::{device_views, name, version_param, DeviceQuery, DeviceView};
 use crate::app::{now_ms, rfc3339, App};
 use crate::problem::{ApiError, ApiResult};
 
@@ -32,10 +32,6 @@ const PAGE_SIZE: usize = 50;
 const CONTROL_DEVICES: usize = 500;
 /// Events on the timeline pages.
 const TIMELINE: i64 = 200;
-
-fn name(kind: NameKind, field: &str, value: &str) -> ApiResult<()> {
-    check(kind, field, value).map_err(ApiError::field)
-}
 
 /// A query string of the non-empty pairs, percent-encoded (`""` when none).
 fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
@@ -586,26 +582,40 @@ fn evidence(f: &CurrentFinding) -> Evidence {
     }
 }
 
-/// When a device's control started failing: walking back its reports (newest first, bounded)
-/// to the last one where every finding of the control was satisfied.
-async fn failing_since(app: &App, device: &str, control: &str) -> ApiResult<Option<i64>> {
+/// Reports a control page walks back per failing device to find since when it fails.
+const SINCE_REPORTS: i64 = 30;
+/// Failing devices of a control page whose start of failure is looked up (each costs a read of
+/// up to [`SINCE_REPORTS`] reports); the others show none.
+const SINCE_DEVICES: usize = 50;
+
+/// Since when `user`'s findings of `control` on `device` fail: walking back that user's reports
+/// (newest first, at most [`SINCE_REPORTS`]) to the last one where the control was satisfied.
+/// `(at, true)` when that report was found, `(oldest failing, false)` when the walk ran out.
+async fn failing_since(
+    app: &App,
+    device: &str,
+    user: &str,
+    control: &str,
+) -> ApiResult<Option<(i64, bool)>> {
     let mut since = None;
-    for r in app.store.reports_of(device, 100).await? {
-        let Ok(report) =
-            serde_json::from_str::<postwarden_profiles::report::Report>(&r.report_json)
-        else {
-            break;
-        };
+    for r in app.store.reports_of(device, SINCE_REPORTS).await? {
+        if r.user != user {
+            continue;
+        }
+        let report: postwarden_profiles::report::Report = serde_json::from_str(&r.report_json)
+            .map_err(|e| {
+                ApiError::internal(&format!("stored report {} of {device}", r.item_id), e)
+            })?;
         let failing = report
             .findings
             .iter()
             .any(|f| f.control == control && !f.status.is_satisfied());
         if !failing {
-            break;
+            return Ok(since.map(|at| (at, true)));
         }
         since = Some(r.at_ms);
     }
-    Ok(since)
+    Ok(since.map(|at| (at, false)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -713,11 +723,13 @@ pub async fn control(
     });
     let failing_total = failing_views.len();
     let mut failing = Vec::new();
-    for v in failing_views.into_iter().take(CONTROL_DEVICES) {
-        let since = if v.stale {
-            None
-        } else {
-            failing_since(&app, &v.row.id, &id).await?
+    for (n, v) in failing_views.into_iter().take(CONTROL_DEVICES).enumerate() {
+        let user = v.findings.iter().find(|f| !f.status.is_satisfied());
+        let since = match user {
+            Some(f) if !v.stale && n < SINCE_DEVICES => {
+                failing_since(&app, &v.row.id, &f.user, &id).await?
+            }
+            _ => None,
         };
         failing.push(FailingDevice {
             id: v.row.id.clone(),
@@ -725,7 +737,11 @@ pub async fn control(
             group: v.row.group.clone(),
             status: v.status().to_owned(),
             last_seen: shown(v.last_seen_ms),
-            since: since.map_or_else(|| "–".to_owned(), shown),
+            since: match since {
+                Some((at, true)) => shown(at),
+                Some((at, false)) => format!("{} or earlier", shown(at)),
+                None => "–".to_owned(),
+            },
             evidence: v
                 .findings
                 .iter()
@@ -1136,23 +1152,9 @@ struct EventsPage {
 
 /// `YYYY-MM-DD` → unix ms of that day's start (UTC), plus `days`.
 fn day_ms(field: &str, text: &str, days: i64) -> ApiResult<i64> {
-    let bad = || ApiError::param(field, "must be a date, YYYY-MM-DD");
-    let mut parts = text.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (Some(Some(y)), Some(Some(m)), Some(Some(d))) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let month = u8::try_from(m)
-        .ok()
-        .and_then(|m| time::Month::try_from(m).ok())
-        .ok_or_else(bad)?;
-    let date = i32::try_from(y)
-        .ok()
-        .zip(u8::try_from(d).ok())
-        .and_then(|(y, d)| time::Date::from_calendar_date(y, month, d).ok())
-        .ok_or_else(bad)?;
-    let start = date.midnight().assume_utc().unix_timestamp() * 1000;
-    Ok(start + days * 86_400_000)
+    parse_day(text)
+        .map(|day| day + days * DAY_MS)
+        .ok_or_else(|| ApiError::param(field, "must be a date, YYYY-MM-DD"))
 }
 
 /// `GET /events`: drift events, newest first, with filters.
@@ -1305,14 +1307,6 @@ struct DiffPage {
     lines: Vec<DiffLine>,
 }
 
-fn version(field: &str, text: &str) -> ApiResult<i64> {
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|v| (1..=i64::from(u32::MAX)).contains(v))
-        .ok_or_else(|| ApiError::param(field, "must be a version number"))
-}
-
 /// `GET /profiles/{id}/diff?from=&to=`: what changes between two versions, per control.
 pub async fn diff(
     State(app): State<Arc<App>>,
@@ -1323,8 +1317,8 @@ pub async fn diff(
     let Path(id) = path?;
     name(NameKind::ProfileId, "id", &id)?;
     let Query(q) = query?;
-    let from = version("from", &q.from)?;
-    let to = version("to", &q.to)?;
+    let from = version_param("from", q.from.trim())?;
+    let to = version_param("to", q.to.trim())?;
     let mut texts = Vec::new();
     for v in [from, to] {
         let stored = app
